@@ -1,0 +1,1 @@
+# Boards: the hardware (or simulated hardware) behind the HAL in docs/hal.md.

@@ -1,0 +1,119 @@
+# The shell: one loop that owns time and I/O. It feeds the core events from the board
+# and carries out the core's actions through the board. No therapy decision lives here.
+from pump import ticks
+from pump.core import LOG_FILE, STATE_FILE, Pump, PumpConfig
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+LOG_MAX_BYTES = const(65536)  # then the log rotates to LOG_FILE + ".1" (one old file kept)
+WATCHDOG_MS = const(8000)  # the RP2040 watchdog's limit is 8388 ms
+DUTY_PERCENT = const(50)  # the fastest program may keep the motor busy this share of time
+
+
+def pump_config(board_config, status_period_ms=None):
+    c = board_config
+    stroke_ms = (c.STEPS_PER_STROKE * 1000 + c.STEP_RATE_HZ - 1) // c.STEP_RATE_HZ
+    strokes_per_day = 86400000 // stroke_ms * DUTY_PERCENT // 100
+    max_nl_per_day = strokes_per_day * c.STROKE_NL
+    if max_nl_per_day > c.MAX_NL_PER_DAY:
+        max_nl_per_day = c.MAX_NL_PER_DAY
+    return PumpConfig(
+        stroke_nl=c.STROKE_NL,
+        stroke_ms=stroke_ms,
+        reservoir_capacity_nl=c.RESERVOIR_CAPACITY_NL,
+        max_nl_per_day=max_nl_per_day,
+        status_period_ms=status_period_ms or c.STATUS_PERIOD_MS,
+    )
+
+
+class App:
+    def __init__(self, board, pump):
+        self.board = board
+        self.pump = pump
+        self.steps_per_stroke = board.config.STEPS_PER_STROKE
+        self.wait_max_ms = board.config.WAIT_MAX_MS
+        self.iterations = 0
+        self.motor_on = False
+        # bound once: the loop runs every stroke and should not rebuild them
+        self._ticks_ms = board.ticks_ms
+        self._rotor_take = board.rotor.take
+        self._link_read = board.link.read
+        self._stepper_busy = board.stepper.busy
+        self._feed = board.watchdog.feed
+
+    def start(self):
+        b = self.board
+        b.watchdog.start(WATCHDOG_MS)
+        b.stepper.direction(True)
+        self.pump.power_up(b.ticks_ms(), b.storage.read(STATE_FILE), b.watchdog.caused_reset())
+        self._carry_out()
+
+    def step(self):
+        # One pass: events in, actions out. Returns the ms the loop may now sleep.
+        p = self.pump
+        now = self._ticks_ms()
+        pulses = self._rotor_take()
+        if pulses:
+            p.rotor(now, pulses)
+        data = self._link_read()
+        if data:
+            p.received(now, data)
+        wait = p.tick(now)
+        if p.actions:
+            self._carry_out()
+        elif self.motor_on and not self._stepper_busy():
+            self.motor_on = False
+            self.board.stepper.enable(False)
+        self._feed()
+        self.iterations += 1
+        return wait if wait < self.wait_max_ms else self.wait_max_ms
+
+    def run(self, keep_going=None):
+        # keep_going: a callable checked every pass (the sim stops after N days); None
+        # runs for ever, as on the Pico.
+        self.start()
+        b = self.board
+        while keep_going is None or keep_going():
+            b.wait(self.step())
+
+    def _carry_out(self):
+        b = self.board
+        p = self.pump
+        n = p.take_strokes()
+        if n:
+            if not self.motor_on:
+                self.motor_on = True
+                b.stepper.enable(True)
+            b.stepper.step(n * self.steps_per_stroke)
+        for frame in p.take_output():
+            b.link.write(frame)
+        for record in p.take_log():
+            self._append_log(record)
+        state = p.take_state()
+        if state is not None:
+            b.storage.write(STATE_FILE, state)
+
+    def _append_log(self, record):
+        s = self.board.storage
+        if s.size(LOG_FILE) + len(record) > LOG_MAX_BYTES:
+            s.remove(LOG_FILE + ".1")
+            s.rename(LOG_FILE, LOG_FILE + ".1")
+        s.append(LOG_FILE, record)
+
+
+def provision(app, program_fields, fill_nl):
+    # Bench set-up before the first boot: program and fill an empty pump as a clinician
+    # would. Does nothing when the pump already has a program (it was restored).
+    p = app.pump
+    if p.program is not None:
+        return None
+    now = app.board.ticks_ms()
+    reason = p.fill(now, fill_nl, program_fields.get("conc_ug_per_ml"))
+    if reason is None:
+        reason = p.set_program(now, program_fields)
+    app._carry_out()
+    return reason
