@@ -37,7 +37,14 @@ def _walk(clock, ref, now, ms, rate, k, rng):
         ref.strokes += n
         assert ref.strokes * k * DAY_SPLIT <= ref.progress < (ref.strokes + 1) * k * DAY_SPLIT, (
             ref.strokes, ref.progress, k)
+        _exact(clock, now, ref.progress - ref.strokes * k * DAY_SPLIT)
     return now, issued
+
+
+def _exact(clock, now, expected):
+    # The clock's own progress is the reference's to the last unit: no drift at all.
+    hi, lo = clock.progress(now)
+    assert hi * DAY_SPLIT + lo == expected, (hi, lo, expected)
 
 
 def test_constant_rate_is_exact_through_a_tick_wrap():
@@ -91,11 +98,13 @@ def test_stroke_size_changes_keep_the_drug_integral():
             progress += rate * hop
             consumed += clock.due(now) * k * DAY_SPLIT
             assert 0 <= progress - consumed < k * DAY_SPLIT
+            _exact(clock, now, progress - consumed)
         clock.due(now)
         k = 5000 + rng.below(5000000)
         clock.change(now, rate, k)
         consumed += clock.due(now) * k * DAY_SPLIT
         assert 0 <= progress - consumed < k * DAY_SPLIT
+        _exact(clock, now, progress - consumed)
 
 
 def test_zero_rate_schedules_nothing_and_keeps_progress():
