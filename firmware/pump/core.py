@@ -31,7 +31,17 @@ STOPPED = "stopped"  # delivery stopped for a reason in self.stop_reason
 
 
 class PumpConfig:
-    # Calibration and policy the shell derives from the board config.
+    # Calibration and policy the shell derives from the board config. The ranges keep
+    # every product the core forms (stroke x concentration, rates) below 2**28.
+    RANGES = (
+        ("stroke_nl", 10, 20000),
+        ("stroke_ms", 1, 60000),
+        ("reservoir_capacity_nl", 1000000, 100000000),
+        ("max_nl_per_day", 100000, 100000000),
+        ("status_period_ms", 100, 86400000),
+        ("lease_nl", 0, 1000000),
+    )
+
     def __init__(self, stroke_nl, stroke_ms, reservoir_capacity_nl, max_nl_per_day,
                  status_period_ms=10000, lease_nl=50000):
         self.stroke_nl = stroke_nl
@@ -42,6 +52,10 @@ class PumpConfig:
         # Reservoir lease: each stored snapshot already debits this much, so a power
         # cut can only under-state what is left (by at most this much), never over-state.
         self.lease_nl = lease_nl
+        for name, lo, hi in self.RANGES:
+            value = getattr(self, name)
+            if type(value) is not int or not lo <= value <= hi:
+                raise ValueError("%s=%r: outside the allowed range %d..%d" % (name, value, lo, hi))
 
 
 class Pump:
@@ -93,19 +107,7 @@ class Pump:
     def tick(self, now):
         # Returns the ms until the core next needs tick() (0: call again at once).
         # This runs every loop pass, so the wrap-safe arithmetic of pump.ticks is inlined.
-        s = now - _HALF
-        d = s - self.now
-        if d >= _HALF:
-            d -= _PERIOD
-        elif d < -_HALF:
-            d += _PERIOD
-        if d > 0:
-            self.now = s
-            ms = self.up_ms + d
-            while ms >= DAY_MS:
-                ms -= DAY_MS
-                self.up_day += 1
-            self.up_ms = ms
+        self._advance(now)
         d = self._next - self.now
         if d >= _HALF:
             d -= _PERIOD
@@ -129,7 +131,11 @@ class Pump:
             self._state_dirty = True
             self.actions += 1
         self._plan()
-        d = ticks.diff(self._next, self.now)
+        d = self._next - self.now
+        if d >= _HALF:
+            d -= _PERIOD
+        elif d < -_HALF:
+            d += _PERIOD
         return d if d > 0 else 0
 
     def rotor(self, now, pulses):
@@ -192,6 +198,10 @@ class Pump:
             return "conc_ug_per_ml=%r: the program is for %d ug/mL" % (
                 conc_ug_per_ml, self.program.conc_ug_per_ml)
         self.reservoir.fill(volume_nl, conc_ug_per_ml)
+        # stroke counters run from fill to fill, so the reservoir bounds them (< 2**29)
+        self.strokes_confirmed = 0
+        self.strokes_unconfirmed = 0
+        self.basal.strokes = 0
         self._event("fill", {"volume_nl": volume_nl, "conc_ug_per_ml": conc_ug_per_ml})
         self._state_dirty = True
         self._evaluate()
@@ -297,8 +307,13 @@ class Pump:
     # ---- inside ------------------------------------------------------------------------
 
     def _advance(self, now):
-        s = ticks.from_board(now)
-        d = ticks.diff(s, self.now)
+        # Move the core's clock to board tick `now`. Runs on every event: inlined arithmetic.
+        s = now - _HALF
+        d = s - self.now
+        if d >= _HALF:
+            d -= _PERIOD
+        elif d < -_HALF:
+            d += _PERIOD
         if d <= 0:
             return  # same instant (or a stale reading): time never runs backwards here
         self.now = s

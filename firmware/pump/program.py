@@ -27,7 +27,7 @@ class ProgramError(ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        ValueError.__init__(self, "%s=%r: %s" % (field, value, allowed))
+        super().__init__("%s=%r: %s" % (field, value, allowed))
 
     def reason(self):
         return "%s=%r: %s" % (self.field, self.value, self.allowed)

@@ -117,12 +117,8 @@ class Reader:
         if len(buf) < 12 or buf[-9] != 0x20:
             self.bad_format += 1
             return
-        try:
-            crc = int(buf[-8:], 16)
-        except ValueError:
-            self.bad_format += 1
-            return
-        if binascii.crc32(buf[:-8]) & 0xFFFFFFFF != crc:
+        # compared as text, so "D" for "d" (or any other spelling) is an error too
+        if b"%08x" % (binascii.crc32(buf[:-8]) & 0xFFFFFFFF) != buf[-8:]:
             self.bad_crc += 1
             return
         try:

