@@ -129,6 +129,25 @@ class Board:
             clock.ms = target
         self.head.advance(clock.ms)
 
+    # The physical world outlives a reboot: the drug in the reservoir does not vanish
+    # when the firmware restarts. Kept beside the flash files, invisible to the firmware.
+    PHYSICS_FILE = ".sim-physics"
+
+    def save_physics(self):
+        h = self.head
+        self.storage.write(self.PHYSICS_FILE, b"%d %d %d\n" % (h.reservoir_nl, h.pumped_nl, h.strokes_made))
+
+    def load_physics(self):
+        data = self.storage.read(self.PHYSICS_FILE)
+        if not data:
+            return False
+        reservoir_nl, pumped_nl, strokes = [int(x) for x in data.split()]
+        h = self.head
+        h.reservoir_nl = reservoir_nl
+        h.pumped_nl = pumped_nl
+        h.strokes_made = strokes
+        return True
+
     def set_speed(self, speed):
         self.speed = speed
         self._real0 = _host_ms()

@@ -8,6 +8,8 @@ from boards.sim import Board
 from boards.stdiolink import NullLink, StdioLink
 from pump.core import Pump
 
+SAVE_PHYSICS_MS = 3600000  # simulated time between saves of the head's physical state
+
 
 def parse(argv):
     ap = argparse.ArgumentParser()
@@ -50,6 +52,7 @@ def main(argv):
     opts = parse(argv)
     a = build(opts)
     board = a.board
+    board.load_physics()
     a.start()
     if opts.program and a.pump.program is None:
         fill_nl = opts.fill_ml * 1000000
@@ -58,19 +61,24 @@ def main(argv):
         if reason:
             raise SystemExit("program refused: " + reason)
     board.set_speed(opts.speed)
-    days = opts.days
+    end_ms = opts.days * 86400000 if opts.days else -1
     wait = board.wait
     step = a.step
-    if days:
-        end_ms = days * 86400000
-        clock = board.clock
-        while clock.ms < end_ms:
+    clock = board.clock
+    link = board.link
+    save_at = clock.ms + SAVE_PHYSICS_MS
+    try:
+        while end_ms < 0 or clock.ms < end_ms:
             w = step()
-            if clock.ms + w > end_ms:
+            if 0 <= end_ms < clock.ms + w:
                 w = end_ms - clock.ms
             wait(w)
+            if clock.ms >= save_at:
+                save_at = clock.ms + SAVE_PHYSICS_MS
+                board.save_physics()
+            if getattr(link, "closed", False):
+                break
         step()
-    else:
-        while not getattr(board.link, "closed", False):
-            wait(step())
+    finally:
+        board.save_physics()
     return a
