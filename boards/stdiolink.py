@@ -2,6 +2,7 @@
 # the simulated Pico. Binary streams (text mode would turn "\n" into "\r\n").
 import select
 import sys
+import time
 
 try:
     from micropython import const
@@ -22,6 +23,8 @@ class StdioLink:
 
     def read(self):
         # A stream read(n) blocks until n bytes arrive, so take one byte per ready poll.
+        if self.closed:
+            return b""
         got = b""
         poll = self._poll
         stream = self._in
@@ -37,10 +40,18 @@ class StdioLink:
                 self.closed = True
                 break
             got += byte
+        if self.closed:
+            # End of input (the host went away): stop polling a stream that would report
+            # "ready" for ever. Therapy and output carry on regardless.
+            self._poll.unregister(self._in)
         return got
 
     def wait(self, timeout_ms):
         # True when input is waiting (used by boards that sleep on the link).
+        if self.closed:
+            if timeout_ms > 0:
+                _sleep_ms(timeout_ms)
+            return False
         ready = self._poll.poll(timeout_ms)
         return bool(ready)
 
@@ -51,6 +62,13 @@ class StdioLink:
                 self._out.flush()
         except OSError:
             pass  # nobody listening: telemetry is best effort, therapy goes on
+
+
+def _sleep_ms(ms):
+    try:
+        time.sleep_ms(ms)
+    except AttributeError:
+        time.sleep(ms / 1000)
 
 
 class NullLink:

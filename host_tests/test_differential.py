@@ -35,6 +35,6 @@ def test_same_seed_same_bytes_on_both_runtimes(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "firmware"), ROOT])
     cp_out, cp_files = _run([sys.executable, MAIN] + ARGS, cp_dir, env)
     assert mp_out.count(b'"t":"status"') >= 15 * 24
-    assert sorted(mp_files) == ["log", "state"]
+    assert sorted(mp_files) == [".sim-physics", "log", "state"]
     assert mp_out == cp_out
     assert mp_files == cp_files

@@ -65,7 +65,6 @@ def main(argv):
     wait = board.wait
     step = a.step
     clock = board.clock
-    link = board.link
     save_at = clock.ms + SAVE_PHYSICS_MS
     try:
         while end_ms < 0 or clock.ms < end_ms:
@@ -76,8 +75,6 @@ def main(argv):
             if clock.ms >= save_at:
                 save_at = clock.ms + SAVE_PHYSICS_MS
                 board.save_physics()
-            if getattr(link, "closed", False):
-                break
         step()
     finally:
         board.save_physics()
