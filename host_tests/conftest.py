@@ -8,7 +8,27 @@ for path in (os.path.join(ROOT, "firmware"), ROOT):
         sys.path.insert(0, path)
 sys.path.insert(0, os.path.join(ROOT, "host_tests", "portable"))
 
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+FAKES = os.path.join(ROOT, "host_tests", "fakes")
+
+
+def pytest_collect_file(file_path, parent):
+    # The Pico board's tests import boards.pico, which needs `machine` and `rp2`: fakes
+    # (host_tests/fakes). CPython has neither module, so appending the folder when such a
+    # test file is collected shadows nothing; it stays on the path for the session.
+    if file_path.name.startswith("test_pico") and FAKES not in sys.path:
+        sys.path.append(FAKES)
+
+
+@pytest.fixture(autouse=True)
+def _portable_tests_in_a_scratch_dir(request, monkeypatch):
+    # Portable tests make their flash folders in the current directory (as under
+    # mp_runner.py, which starts in a temporary one); under pytest that is tmp_path too.
+    if os.path.dirname(str(request.fspath)).endswith(os.path.join("host_tests", "portable")):
+        monkeypatch.chdir(request.getfixturevalue("tmp_path"))
+
 
 # A failing property prints its example and the blob that replays it.
 settings.register_profile("default", deadline=None, print_blob=True)

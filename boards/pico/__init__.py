@@ -1,0 +1,79 @@
+# The real Pico board (RP2040): the HAL of docs/hal.md on the Pico's pins, PIO, ADC,
+# watchdog, LittleFS and USB serial. Pin map and calibration live in config.py.
+#
+# Everything the board touches comes in through `machine`, `rp2` and the clock (the `time`
+# module on the device), so host tests run this same code against fakes with a virtual
+# clock: Board(config, link, storage, clock).
+import os
+import time
+
+from boards.fsstorage import FsStorage
+from boards.pico import config as default_config
+from boards.pico.annunciator import Annunciator
+from boards.pico.rotor import Rotor
+from boards.pico.sensors import Battery, Pressure
+from boards.pico.watchdog import Watchdog
+
+
+def _make_stepper(config):
+    if config.DRIVER == "stepdir":
+        from boards.pico.stepdir import StepDir
+        return StepDir(config)
+    if config.DRIVER == "uln2003":
+        from boards.pico.uln2003 import HalfStep
+        return HalfStep(config)
+    raise ValueError("config.DRIVER must be 'stepdir' or 'uln2003', not %r" % (config.DRIVER,))
+
+
+def _ensure_dir(path):
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass  # it exists (LittleFS raises EEXIST)
+
+
+class Board:
+    name = "pico"
+
+    def __init__(self, config=default_config, link=None, storage=None, clock=time):
+        self.config = config
+        self.clock = clock
+        self.ticks_ms = clock.ticks_ms  # time.ticks_ms wraps at 2**30 on the RP2040
+        self._ticks_diff = clock.ticks_diff
+        self._wait_max_ms = config.WAIT_MAX_MS
+        self._slice_ms = config.WAIT_SLICE_MS
+        self.watchdog = Watchdog(config)  # first: it reads the reset cause
+        self.stepper = _make_stepper(config)
+        self.rotor = Rotor(config, clock)
+        self.pressure = Pressure(config)
+        self.battery = Battery(config)
+        self.annunciator = Annunciator(config)
+        if storage is None:
+            _ensure_dir(config.STORAGE_DIR)
+            storage = FsStorage(config.STORAGE_DIR)
+        self.storage = storage
+        if link is None:
+            from boards.stdiolink import StdioLink
+            link = StdioLink()
+        self.link = link
+        self._link_wait = link.wait
+
+    def wait(self, timeout_ms):
+        # Sleep up to timeout_ms (never more than WAIT_MAX_MS, so the loop feeds the
+        # watchdog), in slices: link input ends the wait at once, rotor pulses end it at
+        # the next slice, and the annunciator's patterns move on meanwhile.
+        if timeout_ms > self._wait_max_ms:
+            timeout_ms = self._wait_max_ms
+        ticks_ms = self.ticks_ms
+        t0 = ticks_ms()
+        left = timeout_ms
+        while True:
+            if self._link_wait(left if left < self._slice_ms else self._slice_ms):
+                return
+            if self.rotor.count:
+                return
+            now = ticks_ms()
+            self.annunciator.tick(now)
+            left = timeout_ms - self._ticks_diff(now, t0)
+            if left <= 0:
+                return

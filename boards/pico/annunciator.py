@@ -1,0 +1,48 @@
+# HAL annunciator: the LED and a PWM buzzer play 16-slot bit patterns (docs/hal.md):
+# bit i on = slot i of a 2 s cycle of 125 ms slots is on. A new pattern starts at slot 0.
+from machine import PWM, Pin
+
+_SLOTS = 16
+
+
+class Annunciator:
+    def __init__(self, config):
+        self._led = Pin(config.LED_PIN, Pin.OUT, value=0)
+        self._pwm = PWM(Pin(config.BUZZER_PIN))
+        self._pwm.freq(config.BUZZER_HZ)
+        self._pwm.duty_u16(0)
+        self._duty_on = config.BUZZER_DUTY_U16
+        self._slot_ms = config.ANNUNCIATOR_SLOT_MS
+        self._cycle_ms = _SLOTS * config.ANNUNCIATOR_SLOT_MS
+        self._mask_ms = (1 << 30) - 1  # board ticks wrap at 2**30
+        self.led = 0
+        self.tone = 0
+        self._start_ms = -1  # tick of slot 0; -1: the next tick() starts the cycle
+        self._led_on = False
+        self._tone_on = False
+
+    def set(self, led, tone):
+        led &= 0xFFFF
+        tone &= 0xFFFF
+        if led != self.led or tone != self.tone:
+            self.led = led
+            self.tone = tone
+            self._start_ms = -1
+
+    def tick(self, now_ms):
+        if self._start_ms < 0:
+            self._start_ms = now_ms
+        elapsed = (now_ms - self._start_ms) & self._mask_ms
+        if elapsed >= self._cycle_ms:
+            # keep slot 0 of the current cycle as the origin, so elapsed stays small
+            elapsed %= self._cycle_ms
+            self._start_ms = (now_ms - elapsed) & self._mask_ms
+        bit = 1 << (elapsed // self._slot_ms)
+        led_on = bool(self.led & bit)
+        tone_on = bool(self.tone & bit)
+        if led_on != self._led_on:
+            self._led_on = led_on
+            self._led.value(1 if led_on else 0)
+        if tone_on != self._tone_on:
+            self._tone_on = tone_on
+            self._pwm.duty_u16(self._duty_on if tone_on else 0)
