@@ -1,0 +1,440 @@
+"""The simulated Pico's host side: firmware on the MicroPython unix port, its USB serial on a pty.
+
+    python -m tools.simpico [--speed 3600] [--days N] [--program DRUG:CONC:DOSE] ...
+
+prints the serial port's path (/dev/pts/N) on its first line and runs until Ctrl-C or
+until the firmware exits. From Python:
+
+    with SimPico(speed=3600, program="baclofen:500:200") as sim:
+        link = Link(sim.port)
+
+Why two pseudo-terminals and a relay rather than one pty: a Pico keeps pumping whether or
+not a host reads its USB serial, and clients (the console, pyserial, screen, mpremote)
+come and go. With one pty the firmware's writes would block once the kernel buffer
+filled with nobody reading, and a late client would first read stale output
+(tools/ptyrelay.py).
+
+Why the firmware gets its pty as controlling terminal, in a session of its own: Ctrl-C
+at the user's terminal must not reach it (the host decides when it stops), and if this
+process dies without cleaning up, even by SIGKILL, the kernel closes the relay's master,
+which hangs up the firmware's terminal and SIGHUPs the whole session. No orphan survives.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+import weakref
+from typing import TextIO
+
+from tools.ptyrelay import Relay, RelayStats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAP = "192k"  # what a plain Pico leaves free; stricter here (8-byte pointers)
+DEFAULT_PROGRAM = "baclofen:500:200"  # DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY
+DEFAULT_SPEED = 3600  # one simulated hour per real second
+STOP_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this long
+DAY_MS = 86400000
+FRAMES_PER_REAL_S = 4  # default status frames a real second at a given --speed
+FAST_STATUS_MS = 6 * 3600000  # --speed 0: four status frames a simulated day
+
+_live: "weakref.WeakSet[SimPico]" = weakref.WeakSet()
+
+
+def find_micropython() -> str:
+    # The venv's micropython beside this interpreter, the repo's venv, then PATH.
+    for path in (os.path.join(os.path.dirname(sys.executable), "micropython"),
+                 os.path.join(ROOT, ".venv", "bin", "micropython")):
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise FileNotFoundError("micropython is not installed; run `make sim` or `make test` "
+                            "once so the venv gets it")
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+_DAY_DIVISORS_MS = _divisors(DAY_MS)
+
+
+def status_period_ms(speed: int) -> int:
+    # A few frames per real second at this speed (a live view moves, a log stays
+    # readable), and a whole number per simulated day, so that a bounded run's last
+    # frame lands exactly on its last midnight.
+    if speed == 0:
+        return FAST_STATUS_MS
+    target = speed * 1000 // FRAMES_PER_REAL_S
+    fitting = [d for d in _DAY_DIVISORS_MS if d <= target]
+    return fitting[-1] if fitting else 1
+
+
+def parse_program(spec: str) -> tuple[str, int, int]:
+    # DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY -> (drug, conc, dose); ValueError says why not.
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise ValueError("program %r: expected DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY, "
+                         "e.g. baclofen:500:200" % spec)
+    try:
+        conc, dose = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError("program %r: concentration and dose are whole numbers "
+                         "(ug/mL, ug/day)" % spec) from None
+    return parts[0], conc, dose
+
+
+# The child's first program, in its new session: take the pty on fd 0 as the session's
+# controlling terminal, so a hang-up of the master kills the firmware (see the top), then
+# become micropython. Race-free: if the host died before this ran, its master is closed,
+# the pty is hung up and the ioctl fails with EIO, so the launcher exits; from the ioctl
+# on, the hang-up SIGHUPs us. A separate program rather than a preexec_fn, which may
+# deadlock in a parent with threads (ours has the relay).
+_LAUNCHER = """\
+import fcntl, os, sys, termios
+try:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+except OSError as e:
+    sys.exit("simpico: cannot make the firmware's pty its controlling terminal: %s" % e)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+class SimPico:
+    """The simulated Pico as a host process with a serial port path.
+
+    start() = open() (ptys and relay: `port` exists, nothing runs yet) + launch() (the
+    firmware starts). A client that must see the firmware's first frames opens the port
+    between the two.
+    """
+
+    def __init__(self, speed: int = DEFAULT_SPEED, days: int = 0,
+                 program: str = DEFAULT_PROGRAM, seed: int = 1,
+                 status_ms: int | None = None, fill_ml: int = 20,
+                 flash: str | None = None, micropython: str | None = None,
+                 heap: str = HEAP) -> None:
+        if program:
+            parse_program(program)
+        self.speed = speed
+        self.days = days
+        self.program = program
+        self.seed = seed
+        self.status_ms = status_ms
+        self.fill_ml = fill_ml
+        self.micropython = micropython or find_micropython()
+        self.heap = heap
+        self._flash_arg = flash
+        self.flash = ""
+        self.port = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+        self._scratch: str | None = None
+        self._fw_master: int | None = None
+        self._fw_slave: int | None = None
+        self._client_master: int | None = None
+        self._relay: Relay | None = None
+        self._closed = False
+
+    # -- lifecycle
+    def open(self) -> "SimPico":
+        if self._relay is not None:
+            return self
+        _sweep_stale_scratch()
+        self._scratch = tempfile.mkdtemp(prefix="simpico-%d-" % os.getpid())
+        self.flash = os.path.abspath(self._flash_arg) if self._flash_arg else \
+            os.path.join(self._scratch, "flash")
+        _live.add(self)
+        self._fw_master, self._fw_slave = os.openpty()
+        self._client_master, client_slave = os.openpty()
+        # Raw both ends a byte crosses: no echo (input would come back as output), no
+        # CR/LF translation, no signal characters (0x03 in a frame is data, not Ctrl-C).
+        # Settings survive the slave being closed and reopened while the master lives.
+        tty.setraw(self._fw_slave)
+        tty.setraw(client_slave)
+        self.port = os.ttyname(client_slave)
+        # Only clients may hold the port's slave, so the relay sees when none does.
+        os.close(client_slave)
+        self._relay = Relay(self._fw_master, self._client_master)
+        self._relay.start()
+        return self
+
+    def launch(self) -> "SimPico":
+        self.open()
+        if self.proc is not None:
+            return self
+        env = dict(os.environ)
+        # firmware/ and the repo root importable exactly as on the Pico's flash;
+        # .frozen is the port's frozen modules (argparse).
+        env["MICROPYPATH"] = ".frozen:%s:%s" % (os.path.join(ROOT, "firmware"), ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _LAUNCHER] + self.argv(),
+            stdin=self._fw_slave, stdout=self._fw_slave, stderr=subprocess.PIPE,
+            cwd=self._scratch, env=env, start_new_session=True)
+        # The child has its copies; once it exits, the master reads EOF/EIO.
+        os.close(self._fw_slave)  # type: ignore[arg-type]
+        self._fw_slave = None
+        assert self._relay is not None and self.proc.stderr is not None
+        self._relay.watch_stderr(self.proc.stderr.fileno())
+        return self
+
+    def start(self) -> "SimPico":
+        return self.launch()
+
+    def argv(self) -> list[str]:
+        args = [self.micropython, "-X", "heapsize=" + self.heap,
+                os.path.join(ROOT, "firmware", "main.py"),
+                "--speed", str(self.speed), "--days", str(self.days),
+                "--seed", str(self.seed), "--flash", self.flash,
+                "--fill-ml", str(self.fill_ml), "--link", "stdio"]
+        if self.program:
+            args += ["--program", self.program]
+        if self.status_ms:
+            args += ["--status-ms", str(self.status_ms)]
+        return args
+
+    def poll(self) -> int | None:
+        # The firmware's exit status, or None while it runs (or before launch).
+        if self.proc is not None and self.returncode is None:
+            self.returncode = self.proc.poll()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        # Raises subprocess.TimeoutExpired when it still runs after `timeout` seconds.
+        assert self.proc is not None, "launch() first"
+        self.returncode = self.proc.wait(timeout)
+        return self.returncode
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        # True once the firmware has exited and all it wrote reached the port (or was
+        # dropped for want of a client).
+        return self._relay is not None and self._relay.drained.wait(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._relay and self._relay.attached)
+
+    @property
+    def stats(self) -> RelayStats:
+        return self._relay.stats if self._relay else RelayStats()
+
+    @property
+    def stderr(self) -> str:
+        return self._relay.stderr_text() if self._relay else ""
+
+    def last_words(self) -> str:
+        # What the firmware said outside its frames, then its stderr. The unix port
+        # prints an uncaught exception's traceback on stdout, that is on the serial
+        # link, as a Pico prints it on its USB REPL; SystemExit messages go to stderr.
+        tail = self._relay.output_tail() if self._relay else b""
+        lines = tail.decode("utf-8", "replace").split("\n")
+        if self.stats.from_firmware_bytes > len(tail):
+            lines = lines[1:]  # the tail starts mid-line
+        lines = [line for line in lines if line.strip() and not line.startswith("~")]
+        text = "\n".join(lines)
+        err = self.stderr.strip()
+        return (text + "\n" + err if text and err else text or err).rstrip()
+
+    def stop(self) -> int | None:
+        # Idempotent and safe to call from a finally block or atexit: the firmware's
+        # whole process group goes, is reaped, and every fd and scratch dir is released.
+        # Every step may run twice: a second Ctrl-C can cut this short, and then the
+        # atexit hook (or the pty hang-up) finishes the job.
+        if self._closed:
+            return self.returncode
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                # Unreaped, so its pid and process group id cannot have been reused.
+                _kill_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            self.returncode = proc.returncode
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay.join(5)
+            self._relay.close()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        for name in ("_fw_master", "_fw_slave", "_client_master"):
+            fd = getattr(self, name)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, None)
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        self._closed = True
+        _live.discard(self)
+        return self.returncode
+
+    def __enter__(self) -> "SimPico":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        try:
+            self.stop()
+        except Exception:
+            pass
+
+
+def _sweep_stale_scratch() -> None:
+    # A host killed outright (SIGKILL, power loss) leaves its scratch dir behind; the
+    # dir names its owner's pid, so the next run removes those whose owner is gone.
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] != "simpico" or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except OSError:
+            pass  # someone else's process: alive
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+@atexit.register
+def _stop_all() -> None:
+    for sim in list(_live):
+        sim.stop()
+
+
+class Stopped(Exception):
+    # Raised in the main thread by SIGTERM/SIGHUP so that `finally` blocks run.
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_on_termination() -> None:
+    # SIGTERM (kill, systemd, CI timeouts) and SIGHUP (the terminal went away) unwind
+    # like Ctrl-C does, so the firmware is stopped on the way out.
+    def handler(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+    # A shell script's `cmd &` starts with SIGINT ignored, and Python then leaves it so;
+    # `kill -INT` must still stop us (and the firmware) rather than do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def add_sim_options(ap: argparse.ArgumentParser) -> None:
+    # The options shared by `python -m tools.simpico` and `tools.console --sim`.
+    ap.add_argument("--speed", type=int, default=DEFAULT_SPEED,
+                    help="simulated time per real time (default %(default)s: an hour a "
+                         "second); 0 = as fast as possible")
+    ap.add_argument("--days", type=int, default=0,
+                    help="stop after this many simulated days (default: run until stopped)")
+    ap.add_argument("--program", default=DEFAULT_PROGRAM,
+                    help="DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY for a fresh flash "
+                         "(default %(default)s)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the simulation's faults")
+    ap.add_argument("--fill-ml", type=int, default=20,
+                    help="reservoir fill on a fresh flash, mL (default %(default)s)")
+    ap.add_argument("--status-ms", type=int, default=None,
+                    help="simulated ms between status frames (default: about %d a real "
+                         "second, a whole number a day; 6 h at --speed 0)" % FRAMES_PER_REAL_S)
+    ap.add_argument("--flash", default=None,
+                    help="host directory kept as the Pico's flash (default: a scratch "
+                         "directory, removed at exit)")
+
+
+def check_sim_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    if opts.speed < 0:
+        ap.error("--speed must be 0 (as fast as possible) or more")
+    if opts.days < 0:
+        ap.error("--days must be 0 (no limit) or more")
+    if opts.status_ms is not None and opts.status_ms <= 0:
+        ap.error("--status-ms must be positive")
+    if opts.program:
+        try:
+            parse_program(opts.program)
+        except ValueError as e:
+            ap.error(str(e))
+
+
+def sim_from_options(opts: argparse.Namespace, status_ms: int | None) -> SimPico:
+    return SimPico(speed=opts.speed, days=opts.days, program=opts.program, seed=opts.seed,
+                   status_ms=status_ms, fill_ml=opts.fill_ml, flash=opts.flash)
+
+
+def report_exit(sim: SimPico, out: TextIO = sys.stderr) -> None:
+    # A firmware that died says why: its exit status and the tail of its stderr.
+    rc = sim.poll()
+    text = sim.last_words()
+    if rc:
+        print("simpico: the firmware exited with status %d" % rc, file=out)
+    if text:
+        print(text, file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m tools.simpico",
+        description="Run the simulated Pico; its USB serial is the pty path printed first.")
+    add_sim_options(ap)
+    opts = ap.parse_args(argv)
+    check_sim_options(ap, opts)
+    raise_on_termination()
+    sim = sim_from_options(opts, opts.status_ms or status_period_ms(opts.speed))
+    try:
+        sim.open()
+        print(sim.port, flush=True)
+        sim.launch()
+        print("simpico: simulated Pico (pid %s) on %s; Ctrl-C stops it" % (sim.pid, sim.port),
+              file=sys.stderr, flush=True)
+        while sim.poll() is None:
+            try:
+                sim.wait(0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        # Bounded run over: let an attached client take the last frames before the
+        # port hangs up.
+        sim.wait_drained(2.0)
+        if sim.attached:
+            time.sleep(0.5)
+        report_exit(sim)
+        return sim.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    except Stopped as e:
+        return 128 + e.signum
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
