@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boards.sim import config
+from procs import firmware_processes, wait_until
 from tools import dashboard
 from tools.simpico import status_period_ms
 
@@ -25,35 +26,6 @@ DAY_MS = 86400000
 STROKES_PER_DAY = 200 * 1000 * 1000 // (500 * config.STROKE_NL)  # baclofen:500:200
 NG_PER_STROKE = 500 * config.STROKE_NL // 1000
 assert STROKES_PER_DAY == 1600 and NG_PER_STROKE == 125
-
-
-def firmware_processes(marker):
-    # Live (not zombie) processes whose command line contains `marker`, by /proc.
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                cmdline = f.read()
-            with open("/proc/%s/stat" % name) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and b"main.py" in cmdline and state != "Z":
-            found.append(int(name))
-    return found
-
-
-def wait_until(condition, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %.0f s waiting until %s" % (timeout_s, what))
-        time.sleep(0.05)
 
 
 def exact(n, places):

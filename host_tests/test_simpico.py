@@ -11,6 +11,7 @@ import time
 import pytest
 
 from boards.sim import config
+from procs import firmware_processes, wait_until
 from pump import wire
 from tools.link import Link
 from tools.simpico import SimPico
@@ -22,32 +23,6 @@ HOUR_MS = 3600000
 PROGRAM = "baclofen:500:200"
 STROKES_PER_DAY = 200 * 1000 * 1000 // (500 * config.STROKE_NL)
 assert STROKES_PER_DAY == 1600
-
-
-def firmware_processes(marker):
-    # Live (not zombie) processes whose command line contains `marker`, by /proc.
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % name, "rb") as f:
-                cmdline = f.read()
-            with open("/proc/%s/stat" % name) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and b"main.py" in cmdline and state != "Z":
-            found.append(int(name))
-    return found
-
-
-def wait_until(condition, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %.0f s waiting until %s" % (timeout_s, what))
-        time.sleep(0.05)
 
 
 def elapsed_ms(a, b):

@@ -5,7 +5,6 @@
 # firmware and boards compiled to .mpy in the Pico's flash layout (see tools/build_mpy).
 import gc
 import sys
-import time
 
 _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
 _root = _here.rsplit("/", 1)[0] if "/" in _here else ".."
@@ -16,27 +15,13 @@ else:
     sys.path.insert(0, _root + "/firmware")
 
 import app  # noqa: E402
-from boards.sim import Board  # noqa: E402
+from boards.sim import Board, host_ms, host_ms_since  # noqa: E402
 from boards.stdiolink import NullLink  # noqa: E402
 from pump.core import Pump  # noqa: E402
 
 DAY_MS = 86400000
 FILL_NL = 40000000
 REFILL_BELOW_NL = 2000000
-
-
-def _ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.perf_counter() * 1000)
-
-
-def _since(t0):
-    try:
-        return time.ticks_diff(time.ticks_ms(), t0)
-    except AttributeError:
-        return int(time.perf_counter() * 1000) - t0
 
 
 def main(days, conc, dose):
@@ -61,7 +46,7 @@ def main(days, conc, dose):
     live_max = 0
     next_day = DAY_MS
     gc.collect()
-    t0 = _ms()
+    t0 = host_ms()
     end = days * DAY_MS
     while clock.ms < end:
         w = step()
@@ -76,7 +61,7 @@ def main(days, conc, dose):
                 assert pump.fill(board.ticks_ms(), FILL_NL, conc) is None
                 refills += 1
     step()
-    wall_ms = _since(t0)
+    wall_ms = host_ms_since(t0)
     strokes += pump.strokes_confirmed
     gc.collect()
     try:

@@ -12,7 +12,7 @@ _MASK = (1 << 30) - 1
 _POLL_EVERY = 64  # at full speed, look at the link every this many waits
 
 
-def _host_ms():
+def host_ms():
     # real milliseconds for pacing, on either runtime
     try:
         return time.ticks_ms()
@@ -20,7 +20,7 @@ def _host_ms():
         return int(time.monotonic() * 1000)
 
 
-def _host_ms_since(t0):
+def host_ms_since(t0):
     try:
         return time.ticks_diff(time.ticks_ms(), t0)
     except AttributeError:
@@ -98,7 +98,7 @@ class Board:
         self.rng = Rng(seed)
         self.speed = speed  # 0: as fast as possible; N: N x real time
         self._waits = 0
-        self._real0 = _host_ms()
+        self._real0 = host_ms()
         self._virt0 = 0
 
     def ticks_ms(self):
@@ -116,9 +116,9 @@ class Board:
         if self.speed:
             # keep virtual time locked to real time x speed, without drift
             real_due = (target - self._virt0) // self.speed
-            left = real_due - _host_ms_since(self._real0)
+            left = real_due - host_ms_since(self._real0)
             if left > 0 and self.link.wait(left):
-                now = self._virt0 + _host_ms_since(self._real0) * self.speed
+                now = self._virt0 + host_ms_since(self._real0) * self.speed
                 if now < target:
                     target = now
         else:
@@ -150,5 +150,5 @@ class Board:
 
     def set_speed(self, speed):
         self.speed = speed
-        self._real0 = _host_ms()
+        self._real0 = host_ms()
         self._virt0 = self.clock.ms
