@@ -1,7 +1,7 @@
 # The shell: one loop that owns time and I/O. It feeds the core events from the board
 # and carries out the core's actions through the board. No therapy decision lives here.
-from pump import ticks
-from pump.core import LOG_FILE, STATE_FILE, Pump, PumpConfig
+from pump.core import LOG_FILE, STATE_FILE, PumpConfig
+from pump.engine import ACT_FRAMES, ACT_STATE, ACT_STROKES
 
 try:
     from micropython import const
@@ -54,23 +54,23 @@ class App:
 
     def step(self):
         # One pass: events in, actions out. Returns the ms the loop may now sleep.
+        # Kept to a few locals: a MicroPython frame over 11 words is heap-allocated.
         p = self.pump
         now = self._ticks_ms()
-        pulses = self._rotor_take()
-        if pulses:
-            p.rotor(now, pulses)
-        data = self._link_read()
-        if data:
-            p.received(now, data)
-        wait = p.tick(now)
+        x = self._rotor_take()
+        if x:
+            p.rotor(now, x)
+        x = self._link_read()
+        if x:
+            p.received(now, x)
+        x = p.tick(now)
         if p.actions:
             self._carry_out()
-        elif self.motor_on and not self._stepper_busy():
-            self.motor_on = False
-            self.board.stepper.enable(False)
+        elif self.motor_on:
+            self._release_motor()
         self._feed()
         self.iterations += 1
-        return wait if wait < self.wait_max_ms else self.wait_max_ms
+        return x if x < self.wait_max_ms else self.wait_max_ms
 
     def run(self, keep_going=None):
         # keep_going: a callable checked every pass (the sim stops after N days); None
@@ -81,21 +81,42 @@ class App:
             b.wait(self.step())
 
     def _carry_out(self):
-        b = self.board
         p = self.pump
-        n = p.take_strokes()
-        if n:
-            if not self.motor_on:
-                self.motor_on = True
-                b.stepper.enable(True)
-            b.stepper.step(n * self.steps_per_stroke)
-        for frame in p.take_output():
-            b.link.write(frame)
-        for record in p.take_log():
+        x = p.actions
+        p.actions = 0
+        if x & ACT_STROKES:
+            self._turn(p.take_strokes())
+        if x & ACT_FRAMES:
+            self._send(p.take_output())
+            self._log(p.take_log())
+        if x & ACT_STATE:
+            x = p.take_state()
+            if x is not None:
+                self.board.storage.write(STATE_FILE, x)
+
+    def _turn(self, strokes):
+        if not strokes:
+            return
+        stepper = self.board.stepper
+        if not self.motor_on:
+            self.motor_on = True
+            stepper.enable(True)
+        stepper.step(strokes * self.steps_per_stroke)
+
+    def _release_motor(self):
+        # the driver is released between strokes (no holding current, no heat)
+        if not self._stepper_busy():
+            self.motor_on = False
+            self.board.stepper.enable(False)
+
+    def _send(self, frames):
+        write = self.board.link.write
+        for frame in frames:
+            write(frame)
+
+    def _log(self, records):
+        for record in records:
             self._append_log(record)
-        state = p.take_state()
-        if state is not None:
-            b.storage.write(STATE_FILE, state)
 
     def _append_log(self, record):
         s = self.board.storage

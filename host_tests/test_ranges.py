@@ -98,6 +98,8 @@ def test_full_range_programs_stay_in_small_ints(stroke_nl, conc, which):
     sys.settrace(guard)
     try:
         b.boot()
+        assert pump.set_limits(b.board_now, {"max_rate_ng_per_day": 10000000, "max_24h_ng": 10000000,
+                                             "max_bolus_ng": 10000000}) is None
         assert pump.fill(b.board_now, 100000000, conc) is None
         assert pump.set_program(b.board_now, {"drug": "x", "conc_ug_per_ml": conc, "dose_ug_per_day": dose}) is None
         # traced stepping is slow: stop after ~1500 strokes or 30 days, whichever first;

@@ -60,8 +60,9 @@ class Board:
 
     def wait(self, timeout_ms):
         # Sleep up to timeout_ms (never more than WAIT_MAX_MS, so the loop feeds the
-        # watchdog), in slices: link input ends the wait at once, rotor pulses end it at
-        # the next slice, and the annunciator's patterns move on meanwhile.
+        # watchdog), in slices: link input ends the wait at once; rotor pulses are counted
+        # by their IRQ meanwhile (the core asks for a pass when it wants them); the
+        # annunciator's patterns move on.
         if timeout_ms > self._wait_max_ms:
             timeout_ms = self._wait_max_ms
         ticks_ms = self.ticks_ms
@@ -69,8 +70,6 @@ class Board:
         left = timeout_ms
         while True:
             if self._link_wait(left if left < self._slice_ms else self._slice_ms):
-                return
-            if self.rotor.count:
                 return
             now = ticks_ms()
             self.annunciator.tick(now)

@@ -108,11 +108,11 @@ class Board:
         return self.clock.ms // 86400000
 
     def wait(self, timeout_ms):
+        # Virtual time moves to the deadline (or to now, if link input is waiting); the
+        # head's physics runs up to it. Rotor pulses are counted meanwhile, as the Pico's
+        # IRQ counts them while its loop sleeps.
         clock = self.clock
         target = clock.ms + timeout_ms
-        event = self.head.next_event_ms()
-        if 0 <= event < target:
-            target = event
         if self.speed:
             # keep virtual time locked to real time x speed, without drift
             real_due = (target - self._virt0) // self.speed

@@ -32,19 +32,28 @@ class Head:
         if not self.enabled:
             self.steps_lost += n
             return
-        now_us = self.clock.ms * 1000
         if self.steps_queued == 0:
-            self.busy_until_us = now_us
+            self.busy_until_us = self.clock.ms * 1000
+            if not self.steps_into_stroke:
+                # the common case, whole strokes on an idle head: the first completes
+                # one stroke's worth of steps from now
+                self.steps_queued = n
+                self.busy_until_us += n * self.step_ms_x1000
+                if n >= self.steps_per_stroke:
+                    self.next_stroke_us = self.clock.ms * 1000 + self.steps_per_stroke * self.step_ms_x1000
+                else:
+                    self.next_stroke_us = -1
+                return
         self.steps_queued += n
         self.busy_until_us += n * self.step_ms_x1000
         self._plan()
 
+    # Virtual time only moves in Board.wait(), which advances the physics; the calls
+    # below see the head as it stands.
     def busy(self):
-        self.advance(self.clock.ms)
         return self.steps_queued > 0
 
     def abort(self):
-        self.advance(self.clock.ms)
         left = self.steps_queued
         self.steps_queued = 0
         self.next_stroke_us = -1
@@ -52,7 +61,6 @@ class Head:
 
     # -- HAL: rotor
     def take(self):
-        self.advance(self.clock.ms)
         n = self.pulses
         self.pulses = 0
         return n

@@ -7,6 +7,9 @@
 # floor(integral of rate up to t / stroke): each stroke fires at the first millisecond at
 # or after the instant the integral crosses the next multiple of S.
 #
+# A clock can use another split than a day: a bolus of N strokes over T ms is the same
+# machine with split = T, rate = N and k = 1 (S = T), which spaces N strokes exactly.
+#
 # Two rules keep it exact and small:
 # 1. Progress is never rounded. Between strokes it is held as hi*86400 + lo at a
 #    reference time; right after a stroke it is the overshoot `lo` < rate.
@@ -22,18 +25,19 @@ except ImportError:
     def const(x):
         return x
 
-DAY_SPLIT = const(86400)
+DAY_SPLIT = const(86400)  # S = k * DAY_SPLIT; 86_400_000 ms/day = DAY_SPLIT x 1000
 _HALF = const(536870912)  # 2**29, as in pump.ticks
-_PERIOD = const(1073741824)  # 2**30  # S = k * DAY_SPLIT; 86_400_000 ms/day = DAY_SPLIT x 1000
+_PERIOD = const(1073741824)  # 2**30
 
 
 class StrokeClock:
-    def __init__(self):
+    def __init__(self, split=DAY_SPLIT):
+        self.split = split  # S = k * split
         self.rate = 0  # units per day; 0 means no strokes fall due
         self.k = 1  # stroke size, thousandths of a unit
         self.q = 0  # S = q * rate + r
         self.r = 0
-        self.t_ref = 0  # signed ticks where progress was hi*DAY_SPLIT + lo
+        self.t_ref = 0  # signed ticks where progress was hi*split + lo
         self.hi = 0
         self.lo = 0
         self.t_next = 0  # signed ticks of the next stroke (rate > 0)
@@ -54,18 +58,18 @@ class StrokeClock:
         # Call due(now) first so no stroke before `now` is still pending.
         if self.rate:
             elapsed = ticks.diff(now, self.t_ref)
-            hi, lo = muldivmod(elapsed, self.rate, self.lo, DAY_SPLIT)
+            hi, lo = muldivmod(elapsed, self.rate, self.lo, self.split)
             self.hi += hi
             self.lo = lo
         else:
-            hi, lo = divmod(self.lo, DAY_SPLIT)
+            hi, lo = divmod(self.lo, self.split)
             self.hi += hi
             self.lo = lo
         self.t_ref = now
         self.rate = rate
         self.k = k
         if rate:
-            self.q, self.r = muldivmod(k, DAY_SPLIT, 0, rate)
+            self.q, self.r = muldivmod(k, self.split, 0, rate)
             self._schedule()
 
     def _schedule(self):
@@ -81,9 +85,10 @@ class StrokeClock:
                 self.lo_next = lo - self.r
             self.hi_next = 0
         else:
-            if lo >= DAY_SPLIT:
-                self.hi += lo // DAY_SPLIT
-                lo = lo % DAY_SPLIT
+            split = self.split
+            if lo >= split:
+                self.hi += lo // split
+                lo = lo % split
                 self.lo = lo
             if self.hi >= self.k:
                 # the stroke got smaller than the progress already made: due now
@@ -92,7 +97,7 @@ class StrokeClock:
                 self.lo_next = lo
             else:
                 # dt = ceil((S - P) / rate), overshoot = dt * rate - (S - P)
-                dt, m = muldivmod(self.k - self.hi, DAY_SPLIT, rate - 1 - lo, rate)
+                dt, m = muldivmod(self.k - self.hi, split, rate - 1 - lo, rate)
                 self.hi_next = 0
                 self.lo_next = rate - 1 - m
         self.t_next = ticks.add(self.t_ref, dt)
@@ -119,11 +124,22 @@ class StrokeClock:
         self.strokes += n
         return n
 
+    def due_one(self, now):
+        # 1 if a stroke fell due at or before `now` (and advance past it), else 0
+        if not self.rate or ticks.diff(now, self.t_next) < 0:
+            return 0
+        self.t_ref = self.t_next
+        self.hi = self.hi_next
+        self.lo = self.lo_next
+        self._schedule()
+        self.strokes += 1
+        return 1
+
     def progress(self, now):
-        # (hi, lo): progress toward the next stroke at `now`, hi*DAY_SPLIT + lo.
+        # (hi, lo): progress toward the next stroke at `now`, hi*split + lo.
         if not self.rate:
             return self.hi, self.lo
-        hi, lo = muldivmod(ticks.diff(now, self.t_ref), self.rate, self.lo, DAY_SPLIT)
+        hi, lo = muldivmod(ticks.diff(now, self.t_ref), self.rate, self.lo, self.split)
         return self.hi + hi, lo
 
     def ms_to_next(self, now):

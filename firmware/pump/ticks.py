@@ -34,6 +34,14 @@ def add(s, delta_ms):
     return s
 
 
+def sub(s, delta_ms):
+    # delta_ms in [0, 2**29)
+    s -= delta_ms
+    if s < -HALF:
+        s = s + _MASK + 1
+    return s
+
+
 def diff(a, b):
     # a - b for signed ticks less than 2**29 ms apart
     d = a - b

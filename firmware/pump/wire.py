@@ -23,22 +23,49 @@ SEQ_MODULO = const(65536)
 
 def dumps(obj):
     # Deterministic compact JSON: sorted keys, no floats (drug accounting is integral).
+    out = []
+    _dump(obj, out)
+    return "".join(out)
+
+
+_key_cache = {}  # dict keys recur in every frame: encode each once
+
+
+def _dump(obj, out):
     t = type(obj)
-    if t is dict:
-        return "{" + ",".join(dumps(k) + ":" + dumps(obj[k]) for k in sorted(obj)) + "}"
-    if t is list or t is tuple:
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    if obj is None:
-        return "null"
-    if obj is True:
-        return "true"
-    if obj is False:
-        return "false"
     if t is int:
-        return str(obj)
-    if t is str:
-        return _string(obj)
-    raise TypeError("cannot encode " + str(t))
+        out.append(str(obj))
+    elif t is dict:
+        sep = "{"
+        cache = _key_cache
+        for k in sorted(obj):
+            key = cache.get(k)
+            if key is None:
+                key = _string(k) + ":"
+                if len(cache) < 256:
+                    cache[k] = key
+            out.append(sep)
+            out.append(key)
+            _dump(obj[k], out)
+            sep = ","
+        out.append("}" if sep == "," else "{}")
+    elif t is str:
+        out.append(_string(obj))
+    elif t is list or t is tuple:
+        sep = "["
+        for v in obj:
+            out.append(sep)
+            _dump(v, out)
+            sep = ","
+        out.append("]" if sep == "," else "[]")
+    elif obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    else:
+        raise TypeError("cannot encode " + str(t))
 
 
 def _string(s):

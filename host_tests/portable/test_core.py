@@ -32,7 +32,7 @@ def test_a_day_of_200_ug_at_500_ug_per_ml_is_exactly_1600_strokes():
     assert p.basal.strokes == 1600
     assert p.strokes_confirmed == 1600
     assert p.reservoir.delivered_nl == 400000
-    assert p.reservoir.delivered_ng == 200000
+    assert p.patient_ng == 200000  # drug out of the catheter tip
     assert p.reservoir.volume_nl == 20000000 - 400000
 
 
@@ -53,9 +53,10 @@ def test_strokes_are_evenly_spaced():
 def test_only_confirmed_strokes_count():
     b = _running_bench()
     b.sensor_pulses = False  # the motor turns, the rotor sensor stays silent
-    b.advance(DAY_MS // 4 + 10000)  # the 400th stroke falls at 6 h; its window ends 1.32 s later
+    # the 400th stroke falls at 6 h; its pulse is looked for with the 401st, 54 s later
+    b.advance(DAY_MS // 4 + 54000)
     p = b.pump
-    assert b.turned == 400
+    assert b.turned == 401
     assert p.strokes_confirmed == 0
     assert p.reservoir.delivered_nl == 0
     assert p.reservoir.volume_nl == 20000000
@@ -72,8 +73,9 @@ def test_a_refused_program_leaves_the_running_one_untouched():
     assert b.pump.program is before
     b.advance(DAY_MS // 2)
     assert b.pump.basal.strokes == 1600  # the day's dose, as if nothing happened
-    refusals = b.bodies("event", "program_refused")
+    refusals = b.bodies("event", "refused")
     assert len(refusals) == 1 and refusals[0]["field"] == "dose_ug_per_day"
+    assert refusals[0]["what"] == "program"
 
 
 def test_a_new_concentration_needs_a_refill():
@@ -134,7 +136,7 @@ def test_restore_never_over_states_the_reservoir():
     b2 = Bench(make_pump(), start_ticks=12345)
     b2.boot(stored)
     p2 = b2.pump
-    assert p2.program.dose_ug_per_day == 200
+    assert p2.program.continuous_ng_per_day() == 200000
     assert p2.reservoir.volume_nl <= truth_left
     assert truth_left - p2.reservoir.volume_nl <= p2.cfg.lease_nl
     assert p2.state == "running"

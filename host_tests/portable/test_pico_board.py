@@ -488,7 +488,9 @@ def test_wait_sleeps_the_full_timeout_without_input_but_never_past_wait_max():
     assert W.now_us == t0
 
 
-def test_wait_returns_early_on_rotor_pulses():
+def test_wait_counts_rotor_pulses_without_waking():
+    # the IRQ counts the pulse while the loop sleeps; the core asks for a pass when it
+    # wants to check strokes (docs/hal.md), so a pulse does not end the wait
     b = make_board()
     g = pico_config.ROTOR_PIN
 
@@ -499,8 +501,7 @@ def test_wait_returns_early_on_rotor_pulses():
     machine.Timer(-1, mode=machine.Timer.ONE_SHOT, period=50, callback=pulse)
     t0 = W.now_us
     b.wait(400)
-    waited_ms = (W.now_us - t0) // 1000
-    assert 50 <= waited_ms <= 50 + pico_config.WAIT_SLICE_MS, waited_ms
+    assert W.now_us - t0 == 400000
     assert b.rotor.take() == 1
 
 

@@ -27,8 +27,10 @@ def _refused(fields):
 
 def test_a_good_program_is_accepted():
     p = validate(GOOD, STROKE_NL, MAX_NL_PER_DAY)
-    assert p.dose_ng_per_day == 200000
-    assert p.volume_nl_per_day() == 400000  # 200 ug/day at 500 ug/mL = 0.4 mL/day
+    assert p.continuous_ng_per_day() == 200000
+    # the shorthand is stored in the full form: one profile, one step, every weekday
+    assert p.to_dict()["profiles"] == {"all": [[0, 200000]]}
+    assert p.to_dict()["week"] == ["all"] * 7
 
 
 def test_each_bad_value_names_field_value_and_range():
@@ -67,7 +69,7 @@ def test_a_rate_this_head_cannot_deliver_is_refused_with_the_reachable_range():
     # 1 ug/day of 5000 ug/mL is 200 nL/day: less than one 250 nL stroke a day
     e = _refused(_with(conc_ug_per_ml=5000, dose_ug_per_day=1))
     assert e.field == "dose_ug_per_day"
-    assert "minimum 2 ug/day" in e.reason(), e.reason()
+    assert "delivers 2..3000 ug/day" in e.reason(), e.reason()
     # 3000 ug/day of 50 ug/mL is 60 mL/day, above the 30 mL/day head
     e = _refused(_with(conc_ug_per_ml=50, dose_ug_per_day=3000))
-    assert "maximum 1500 ug/day" in e.reason(), e.reason()
+    assert "delivers 1..1500 ug/day" in e.reason(), e.reason()

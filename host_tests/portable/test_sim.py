@@ -47,14 +47,14 @@ def test_forty_days_across_three_tick_wraps():
     # accounting = physics, to the nanolitre
     assert p.reservoir.delivered_nl == head.pumped_nl
     assert p.reservoir.volume_nl == head.reservoir_nl
-    assert p.reservoir.delivered_ng == p.strokes_confirmed * 500
+    assert p.patient_ng == p.strokes_confirmed * 500
 
 
 def test_state_and_log_reach_the_flash():
     a, _ = _sim("flash", 1)
     storage = a.board.storage
     stored = storage.read("state")
-    assert stored is not None and b'"t":"state"' in stored
+    assert stored is not None and b'"t":"therapy"' in stored and b'"t":"counters"' in stored
     log = storage.read("log")
     assert b'"ev":"program"' in log and b'"ev":"fill"' in log
 

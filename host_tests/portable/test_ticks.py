@@ -20,6 +20,7 @@ def test_diff_and_add_match_modular_arithmetic_at_random_points():
         sb = ticks.add(sa, delta)
         assert ticks.to_board(sb) == (a + delta) % PERIOD
         assert ticks.diff(sb, sa) == delta
+        assert ticks.sub(sb, delta) == sa
         assert ticks.diff(sa, sb) == -delta
         b = rng.below(PERIOD)
         assert ticks.diff(ticks.from_board(a), ticks.from_board(b)) == _ref_diff(a, b)

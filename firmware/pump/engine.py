@@ -1,0 +1,603 @@
+# The core's engine: time, the stroke clocks, the motor record and the telemetry queue.
+# Everything here runs on every stroke or every event; it is the part of the core that
+# must stay fast and allocation-free (host_tests/portable/test_mp_alloc.py).
+#
+# Rules this file keeps:
+# 1. No I/O and no clock. Every entry point takes `now`, the board's tick (ms, wraps at
+#    2**30); the shell carries out what the core asks through take_*().
+# 2. Every integer it keeps stays within +-2**29 (RP2040 small ints), whatever the
+#    program; host_tests/test_ranges.py walks the state to prove it.
+# 3. Delivery is decided by two exact stroke clocks: the basal (schedule, or keep-open
+#    while paused) and the bolus slot. Drug is counted where it leaves the catheter tip
+#    (pump.line), so priming fluid is never counted and a bridge keeps the dose.
+# 4. Hot functions stay small: MicroPython puts a frame of more than 11 words (locals +
+#    value stack) on the heap, on every call.
+from pump import ticks, wire
+from pump.bolus import BRIDGE, PRIME
+from pump.clock import WallClock
+from pump.limits import Limits, Window
+from pump.line import Line
+from pump.reservoir import Reservoir
+from pump.strokes import StrokeClock
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+DAY_MS = const(86400000)
+_HALF = const(536870912)  # 2**29: see pump.ticks; inlined in the per-stroke paths
+_PERIOD = const(1073741824)  # 2**30, only ever added to a negative or subtracted from a positive
+HOUSEKEEPING_MS = const(3600000)  # the longest the core sleeps; also the snapshot period
+RING = const(16)  # batches of strokes in flight the motor record holds
+CONFIRM_SLACK_MS = const(60000)  # how long a confirmation check may wait for the next stroke
+
+# pump states
+IDLE = "idle"  # no program or nothing in the reservoir: no strokes
+RUNNING = "running"
+STOPPED = "stopped"  # delivery stopped for a reason in self.stop_reason
+
+# what the shell has to collect (Engine.actions)
+ACT_STROKES = const(1)  # take_strokes()
+ACT_FRAMES = const(2)  # take_output() and take_log()
+ACT_STATE = const(4)  # take_state()
+
+_BASAL = const(0)  # in-flight batch kinds
+_BOLUS = const(1)
+
+
+class Engine:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.state = IDLE
+        self.stop_reason = None
+        self.program = None
+        self.limits = Limits()
+        self.window = Window()
+        self.reservoir = Reservoir(cfg.stroke_nl)
+        self.line = Line()
+        self.clock = WallClock()
+        self.basal = StrokeClock()
+        self.bolus = None
+        self.paused = False  # clinician pause: the keep-open rate runs
+        self.segment_at = 0  # signed ticks of the next schedule step boundary
+        self.titration = None  # (schedule, signed ticks it takes effect)
+        self.patient_times = []  # signed ticks of patient boluses accepted in the last 24 h
+        self.now = 0  # signed ticks of the last event
+        self.up_day = 0
+        self.up_ms = 0
+        self.boots = 0
+        # motor: commanded strokes not yet confirmed, as a ring of batches (kind, count)
+        self.in_flight = 0
+        self._ring_kind = [0] * RING
+        self._ring_n = [0] * RING
+        self._ring_head = 0
+        self._ring_len = 0
+        self.confirm_by = 0
+        self.strokes_confirmed = 0
+        self.strokes_unconfirmed = 0
+        self.strokes_withheld = 0  # fell due but would have crossed the 24 h limit
+        self.pulses_spurious = 0
+        self.patient_ng = 0  # drug that left the catheter tip since the last fill ...
+        self.patient_pg = 0  # ... plus this many pg
+        self.lease_left_nl = 0
+        self._stroke_pg = 0  # drug per stroke while the line is uniform, else 0
+        # telemetry
+        self.tx_seq = 0
+        self.status_at = 0
+        self.housekeeping_at = 0
+        self.reader = wire.Reader()
+        self._strokes_out = 0
+        self._out = []
+        self._log = []
+        self._state_dirty = False
+        self._therapy_frame = None  # cached encoding of the settings part of the state
+        self._next = 0  # signed ticks of the soonest timer
+        self._aux_at = 0  # signed ticks of the soonest of the rarely moving timers
+        self.actions = 0  # ACT_* bits: which take_*() has something for the shell
+
+    def power_up(self, now, stored=None, watchdog_reset=False):
+        # stored: the bytes of the last snapshot (or None on first boot)
+        self.now = ticks.from_board(now)
+        self.status_at = self.now
+        self.housekeeping_at = ticks.add(self.now, HOUSEKEEPING_MS)
+        restored = self._restore(stored)
+        self.boots += 1
+        self._event("power_up", {"boots": self.boots, "restored": restored,
+                                 "watchdog_reset": watchdog_reset,
+                                 "clock": "restored" if self.clock.restored else (
+                                     "set" if self.clock.valid else "not_set")})
+        self._evaluate()
+        self._persist()
+        self._plan_aux()
+        self._plan()
+
+    def tick(self, now):
+        # Returns the ms until the core next needs tick() (0: call again at once).
+        # Runs every loop pass. Hot functions stay small: MicroPython puts a frame of more
+        # than 11 words (locals + stack) on the heap, and this path must not allocate
+        # (host_tests/portable/test_mp_alloc.py).
+        self._advance(now)
+        d = self._next - self.now
+        if d >= _HALF:
+            d -= _PERIOD
+        elif d < -_HALF:
+            d += _PERIOD
+        if d > 0:
+            return d
+        self._due(self.now)
+        self._plan()
+        d = self._next - self.now
+        if d >= _HALF:
+            d -= _PERIOD
+        elif d < -_HALF:
+            d += _PERIOD
+        return d if d > 0 else 0
+
+    def _due(self, now):
+        # everything that fell due by `now`, in order: rate changes (each at its own
+        # instant), strokes that timed out unconfirmed (before new strokes extend the
+        # window), strokes, status, housekeeping. The rarely moving timers share one
+        # deadline (_aux_at), so a plain stroke pass costs one comparison for them.
+        aux = ticks.diff(now, self._aux_at) >= 0
+        if aux and (self.segment_at or self.titration is not None):
+            self._rate_changes(now)
+        if self.in_flight and ticks.diff(now, self.confirm_by) >= 0:
+            self._give_up_in_flight()
+        if self.state == RUNNING:
+            self._run_basal(now)
+            if self.bolus is not None:
+                self._run_bolus(now)
+        if aux:
+            self._aux(now)
+
+    def _aux(self, now):
+        if ticks.diff(now, self.status_at) >= 0:
+            self.status_at = ticks.add(now, self.cfg.status_period_ms)
+            self._send(self.status())
+        if ticks.diff(now, self.housekeeping_at) >= 0:
+            self.housekeeping_at = ticks.add(now, HOUSEKEEPING_MS)
+            self._persist()
+        self._plan_aux()
+
+    def _rate_changes(self, now):
+        while True:
+            seg = self.segment_at if self.state == RUNNING and self.segment_at and ticks.diff(
+                now, self.segment_at) >= 0 else None
+            tit = self.titration[1] if self.titration is not None and ticks.diff(
+                now, self.titration[1]) >= 0 else None
+            if seg is None and tit is None:
+                return
+            if tit is not None and (seg is None or ticks.diff(seg, tit) >= 0):
+                self._apply_titration(tit)
+            else:
+                self._retune(seg)
+
+    def _run_bolus(self, now):
+        n = self.bolus.due(now)
+        if n:
+            self._command(n, _BOLUS)
+        if self.bolus is not None:
+            self._bolus_progress()
+
+    def rotor(self, now, pulses):
+        # Rotor pulses counted since the last call: each confirms the oldest commanded
+        # stroke. Runs every stroke; split in small functions (see tick).
+        self._advance(now)
+        n = pulses if pulses <= self.in_flight else self.in_flight
+        if pulses > n:
+            self.pulses_spurious += pulses - n
+        if not n:
+            return
+        i = self._ring_head
+        if self._stroke_pg and self._ring_kind[i] == _BASAL and self._ring_n[i] >= n:
+            self._confirm_basal(n)
+        else:
+            self._confirm_each(n)
+        self._confirmed(n)
+
+    def _confirm_basal(self, n):
+        # the steady state: n basal strokes of one known size
+        i = self._ring_head
+        self._ring_n[i] -= n
+        if not self._ring_n[i]:
+            self._ring_head = (i + 1) % RING
+            self._ring_len -= 1
+        self.reservoir.confirm(n)
+        pg = self.patient_pg + self._stroke_pg * n
+        if pg >= 1000:
+            self.patient_ng += pg // 1000
+            pg %= 1000
+        self.patient_pg = pg
+
+    def _confirm_each(self, n):
+        # strokes of differing drug (a bridge, priming) or belonging to a bolus
+        stroke = self.cfg.stroke_nl
+        conc = self.reservoir.conc_ug_per_ml
+        for _ in range(n):
+            kind = self._ring_pop()
+            self.reservoir.confirm(1)
+            pg = self._stroke_pg if self._stroke_pg else self.line.push(stroke, conc)
+            p = self.patient_pg + pg
+            self.patient_ng += p // 1000
+            self.patient_pg = p % 1000
+            if kind == _BOLUS and self.bolus is not None:
+                self.bolus.confirm(pg)
+
+    def _confirmed(self, n):
+        # Confirmations only retire timers (the in-flight check), so self._next can stay:
+        # at worst it wakes the loop early. It is replanned where rates or state change.
+        self.in_flight -= n
+        self.strokes_confirmed += n
+        if self.in_flight:
+            self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
+        self.lease_left_nl -= n * self.cfg.stroke_nl
+        if self.lease_left_nl <= 0:
+            self._persist()
+        if not self._stroke_pg:
+            self._line_moved()
+            self._plan()
+        if self.bolus is not None:
+            self._bolus_progress()
+        if self.reservoir.volume_nl < (self.in_flight + 2) * self.cfg.stroke_nl:
+            self._evaluate()
+            self._plan()
+
+    def received(self, now, data):
+        self._advance(now)
+        for frame in self.reader.feed(data):
+            self._command_frame(frame)
+        self._plan()
+
+    def _persist(self):
+        # ask the shell to write the state file
+        self._state_dirty = True
+        self.actions |= ACT_STATE
+
+    def take_strokes(self):
+        # Strokes to make now. The shell calls the take_*() that `actions` names
+        # (ACT_STROKES, ACT_FRAMES, ACT_STATE bits) and then clears it.
+        n = self._strokes_out
+        self._strokes_out = 0
+        return n
+
+    def take_output(self):
+        # Frames for the link, oldest first.
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
+        return out
+
+    def take_log(self):
+        # Event records to append to the log file.
+        out = self._log
+        if not out:
+            return ()
+        self._log = []
+        return out
+
+    def deadline(self):
+        # Board ticks by which tick() must be called again.
+        return ticks.to_board(self._next)
+
+    def _advance(self, now):
+        # Move the core's clocks to board tick `now`. Runs on every event: inlined arithmetic.
+        s = now - _HALF
+        d = s - self.now
+        if d >= _HALF:
+            d -= _PERIOD
+        elif d < -_HALF:
+            d += _PERIOD
+        if d <= 0:
+            return  # same instant (or a stale reading): time never runs backwards here
+        self.now = s
+        ms = self.up_ms + d
+        while ms >= DAY_MS:
+            ms -= DAY_MS
+            self.up_day += 1
+        self.up_ms = ms
+        c = self.clock
+        if c.valid:
+            ms = c.ms + d
+            if ms >= DAY_MS:
+                c.advance(d)
+            else:
+                c.ms = ms
+        w = self.window
+        left = w.bucket_left_ms - d
+        if left > 0:
+            w.bucket_left_ms = left
+        else:
+            w.advance(d)
+
+    def _plan_aux(self):
+        # The soonest of the rarely moving timers; call after any of them moves.
+        now = self.now
+        t = self._sooner(self.housekeeping_at, self.status_at, now)
+        if self.titration is not None:
+            t = self._sooner(t, self.titration[1], now)
+        if self.state == RUNNING and self.segment_at:
+            t = self._sooner(t, self.segment_at, now)
+        self._aux_at = t
+
+    def _plan(self):
+        # The soonest of all the core's timers, kept in self._next. Runs every stroke.
+        t = self._aux_at
+        if self.state == RUNNING:
+            if self.basal.rate:
+                t = self._sooner(t, self.basal.t_next, self.now)
+            if self.bolus is not None:
+                t = self._bolus_next(t)
+        if self.in_flight:
+            c = self._confirm_check_at()
+            if c != self.basal.t_next:
+                t = self._sooner(t, c, self.now)
+        self._next = t
+
+    def _bolus_next(self, t):
+        b = self.bolus
+        if b.clock is not None and not b.commanded_all():
+            return self._sooner(t, b.clock.t_next, self.now)
+        return t
+
+    def _confirm_check_at(self):
+        # When to look for the rotor pulses of the strokes in flight: when their window
+        # closes, or with the next basal stroke if that comes within CONFIRM_SLACK_MS
+        # after it (one pass a stroke instead of two; a stall still shows by the next
+        # stroke). Pulses are counted by the board meanwhile.
+        t = self.confirm_by
+        if self.state == RUNNING and self.basal.rate:
+            d = ticks.diff(self.basal.t_next, t)
+            if 0 < d <= CONFIRM_SLACK_MS:
+                return self.basal.t_next
+        return t
+
+    @staticmethod
+    def _sooner(a, b, now):
+        # the earlier of two signed ticks, both within 2**29 ms of now
+        da = a - now
+        if da >= _HALF:
+            da -= _PERIOD
+        elif da < -_HALF:
+            da += _PERIOD
+        db = b - now
+        if db >= _HALF:
+            db -= _PERIOD
+        elif db < -_HALF:
+            db += _PERIOD
+        return b if db < da else a
+
+    def _changed(self, at=None):
+        # After any therapy change: re-decide the state and the rates, persist, replan.
+        self._therapy_frame = None
+        self._evaluate()
+        self._retune(at)
+        self._persist()
+        self._plan()
+
+    def _evaluate(self):
+        # Decide whether delivery runs.
+        stroke = self.cfg.stroke_nl
+        if self.program is None or self.reservoir.conc_ug_per_ml == 0:
+            want, reason = IDLE, None
+        elif self.reservoir.volume_nl - self.in_flight * stroke < stroke:
+            want, reason = STOPPED, "reservoir_empty"
+        else:
+            want, reason = RUNNING, None
+        if want == self.state and reason == self.stop_reason:
+            return
+        self.state = want
+        self.stop_reason = reason
+        self._event("state", {"state": want, "reason": reason})
+        if want != RUNNING and self.bolus is not None and self.bolus.kind != BRIDGE:
+            self._end_bolus(reason or want)
+        self._retune()
+
+    def _retune(self, at=None):
+        # Set the basal clock to the rate and stroke size that apply from `at` (signed
+        # ticks, not after now; default now). Strokes due before `at` go out first at the
+        # old rate, so a late tick still changes the rate at the exact instant.
+        if at is None:
+            at = self.now
+        basal = self.basal
+        if basal.rate:
+            n = basal.due(at)
+            if n:
+                self._command(n, _BASAL)
+        p = self.program
+        rate = 0
+        self.segment_at = 0
+        if self.state == RUNNING and p is not None:
+            b = self.bolus
+            if b is not None and b.kind == PRIME:
+                rate = 0
+            elif self.paused:
+                rate = p.keep_open_nl_per_day * self._tip_conc() // 1000
+            else:
+                rate = p.continuous_ng_per_day()
+                if rate < 0:
+                    wd, ms = self._wall_at(at)
+                    rate = p.schedule.rate_at(wd, ms)
+                    self.segment_at = ticks.add(at, p.schedule.ms_to_change(wd, ms))
+        self._plan_aux()
+        k = self._tip_stroke_pg(self.in_flight)
+        line = self.line
+        self._stroke_pg = k if line.uniform() and line.tip_conc() in (-1, self.reservoir.conc_ug_per_ml) else 0
+        if rate != basal.rate or k != basal.k:
+            basal.change(at, rate, k)
+
+    def _wall_at(self, at):
+        # (weekday, ms of day) of the wall clock at signed ticks `at` (not after now)
+        c = self.clock
+        ms = c.ms - ticks.diff(self.now, at)
+        day = c.day
+        while ms < 0:
+            ms += DAY_MS
+            day -= 1
+        return (day + 5) % 7, ms
+
+    def _run_basal(self, now):
+        basal = self.basal
+        if not basal.rate:
+            return
+        if self._stroke_pg:
+            n = basal.due(now)
+            if n:
+                self._command(n, _BASAL)
+            return
+        # the line is not uniform (a bridge, priming): the drug in each stroke differs,
+        # so take the strokes one at a time and size the next after each
+        while basal.rate and basal.due_one(now):
+            self._command(1, _BASAL)
+            k = self._tip_stroke_pg(self.in_flight)
+            if k != basal.k:
+                basal.change(now, basal.rate, k)
+
+    def _tip_conc(self):
+        c = self.line.tip_conc()
+        return c if c > 0 else self.reservoir.conc_ug_per_ml
+
+    def _tip_stroke_pg(self, offset_strokes):
+        # drug (pg) in the stroke that leaves the tip after offset_strokes more; fluid
+        # without drug (priming) is sized as reservoir drug so the volume keeps moving
+        stroke = self.cfg.stroke_nl
+        conc = self.reservoir.conc_ug_per_ml
+        pg = self.line.pg_of(offset_strokes * stroke, stroke, conc) if self.line.segments else stroke * conc
+        return pg if pg > 0 else stroke * (conc if conc else 1)
+
+    def _line_moved(self):
+        # the line changed under a confirmed stroke: end a bridge, re-size the basal
+        b = self.bolus
+        conc = self.reservoir.conc_ug_per_ml
+        if b is not None and b.kind == BRIDGE and self.line.nl_unlike(conc) == 0:
+            self._end_bolus("done")
+        if self.line.uniform() and self.line.tip_conc() == conc:
+            self._retune()
+
+    def _command(self, n, kind):
+        # n strokes fell due: command those the reservoir covers and the 24 h limit allows.
+        room = self.reservoir.volume_nl // self.cfg.stroke_nl - self.in_flight
+        if n > room:
+            n = room if room > 0 else 0
+        if n and not self._within_24h(n):
+            n = 0
+        if n:
+            self._commit(n, kind)
+        if room - n < 2:
+            self._evaluate()
+
+    def _within_24h(self, n):
+        # the runtime guard: count n more strokes in the 24 h window, or withhold them
+        pg = n * self._stroke_pg if self._stroke_pg else self._line_pg(n)
+        w = self.window
+        if w.total_ng + (w.pg + pg + 999) // 1000 <= self.limits.max_24h_ng:
+            w.add_pg(pg)
+            return True
+        self.strokes_withheld += n
+        self._event("withheld", {"strokes": n, "window_24h_ng": w.total_ng,
+                                 "max_24h_ng": self.limits.max_24h_ng})
+        return False
+
+    def _line_pg(self, n):
+        # drug in the next n strokes to leave the tip, after those in flight
+        stroke = self.cfg.stroke_nl
+        return self.line.pg_of(self.in_flight * stroke, n * stroke, self.reservoir.conc_ug_per_ml)
+
+    def _commit(self, n, kind):
+        self._strokes_out += n
+        self.actions |= ACT_STROKES
+        self.in_flight += n
+        self._ring_push(kind, n)
+        if kind == _BOLUS:
+            self.bolus.strokes_commanded += n
+        self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
+
+    def _ring_push(self, kind, n):
+        i = (self._ring_head + self._ring_len - 1) % RING
+        if self._ring_len and self._ring_kind[i] == kind:
+            self._ring_n[i] += n
+            return
+        if self._ring_len == RING:
+            # never in practice: batches merge and the motor confirms as it goes; keep
+            # the record bounded by folding the newest into the last
+            self._ring_n[i] += n
+            return
+        i = (self._ring_head + self._ring_len) % RING
+        self._ring_kind[i] = kind
+        self._ring_n[i] = n
+        self._ring_len += 1
+
+    def _ring_pop(self):
+        i = self._ring_head
+        kind = self._ring_kind[i]
+        self._ring_n[i] -= 1
+        if self._ring_n[i] == 0:
+            self._ring_head = (i + 1) % RING
+            self._ring_len -= 1
+        return kind
+
+    def _give_up_in_flight(self):
+        # the motor had its time: strokes still unconfirmed are counted as not delivered
+        n = self.in_flight
+        self.strokes_unconfirmed += n
+        b = self.bolus
+        while self._ring_len:
+            i = self._ring_head
+            if self._ring_kind[i] == _BOLUS and b is not None:
+                b.strokes_unconfirmed += self._ring_n[i]
+            self._ring_head = (i + 1) % RING
+            self._ring_len -= 1
+        self.in_flight = 0
+        self._event("strokes_unconfirmed", {"strokes": n})
+        if b is not None:
+            self._bolus_progress()
+
+    def _confirm_window(self, strokes):
+        # Time the motor gets to turn `strokes` strokes before they count as unconfirmed.
+        return strokes * self.cfg.stroke_ms * 2 + 1000
+
+    def _bolus_progress(self):
+        b = self.bolus
+        if b.commanded_all() and b.settled():
+            self._end_bolus("done")
+
+    def _end_bolus(self, why):
+        b = self.bolus
+        self.bolus = None
+        fields = b.to_wire()
+        fields["end"] = why
+        self._event("bolus_end", fields)
+        self._changed()
+
+    def _apply_titration(self, at=None):
+        program, _ = self.titration
+        self.titration = None
+        program.conc_ug_per_ml = self.reservoir.conc_ug_per_ml or program.conc_ug_per_ml
+        self.program = program
+        self._event("program", program.to_dict())
+        self._changed(at)
+
+    def _command_frame(self, frame):
+        body = frame.body
+        cmd = body.get("cmd")
+        if cmd == "status":
+            self._send(self.status())
+            self._send({"t": "result", "cmd": cmd, "re": frame.seq, "ok": True, "code": "ok"})
+        else:
+            self._send({"t": "result", "cmd": cmd if type(cmd) is str else None,
+                        "re": frame.seq, "ok": False, "code": "unknown_command"})
+
+    def _send(self, body):
+        self.actions |= ACT_FRAMES
+        self._out.append(wire.encode(self.tx_seq, body))
+        self.tx_seq = (self.tx_seq + 1) % wire.SEQ_MODULO
+
+    def _event(self, name, fields):
+        fields["t"] = "event"
+        fields["ev"] = name
+        fields["up_day"] = self.up_day
+        fields["up_ms"] = self.up_ms
+        self._send(fields)
+        self._log.append(self._out[-1])

@@ -1,0 +1,79 @@
+# The checks a therapy change must pass against the pump's hard limits before it is
+# accepted. Each returns None, or (limit, reason) naming the limit and the numbers.
+# Whatever these accept, the core's runtime guard still withholds any stroke that would
+# put more than the 24 h limit into a rolling window: these checks make sure it never has to.
+from pump.limits import BUCKET_MS, BUCKETS
+
+
+def _ug(ng):
+    # ng as a decimal ug string, exact: 1234567 -> "1234.567"
+    s = "%d.%03d" % (ng // 1000, ng % 1000)
+    s = s.rstrip("0")
+    return s[:-1] if s.endswith(".") else s
+
+
+def program_refusal(program, limits):
+    sched = program.schedule
+    top = sched.max_rate()
+    if top > limits.max_rate_ng_per_day:
+        return ("max_rate", "a step runs %s ug/day, above the maximum rate of %s ug/day"
+                % (_ug(top), _ug(limits.max_rate_ng_per_day)))
+    allowance = 0
+    pb = program.patient
+    if pb is not None:
+        if pb.dose_ng > limits.max_bolus_ng:
+            return ("max_bolus", "a patient bolus of %s ug is above the maximum bolus of %s ug"
+                    % (_ug(pb.dose_ng), _ug(limits.max_bolus_ng)))
+        allowance = pb.dose_ng * pb.max_per_24h
+    window = sched.max_window_ng()
+    if window + allowance > limits.max_24h_ng:
+        return ("max_24h", "up to %s ug in 24 h (schedule %s ug + patient boluses %s ug), above the "
+                "24 h maximum of %s ug" % (_ug(window + allowance), _ug(window), _ug(allowance),
+                                            _ug(limits.max_24h_ng)))
+    return None
+
+
+def worst_24h_ng(window, schedules, weekday, ms):
+    # The most drug any 24 h window ending within the next 24 h would hold: what was
+    # commanded that still lies inside it, plus the basal programmed from now to its end
+    # (per 5 minutes, the largest of `schedules`: the running one and any pending).
+    best = window.total_ng
+    future = 0
+    rems = [0] * len(schedules)
+    old = 0
+    b = window.buckets
+    oldest = (window.head + 1) % BUCKETS
+    for j in range(1, BUCKETS):
+        old += b[(oldest + j - 1) % BUCKETS]
+        step = 0
+        for i, sched in enumerate(schedules):
+            ng, rem = sched.integral(weekday, ms, BUCKET_MS)
+            rem += rems[i]
+            if rem >= 86400000:
+                ng += 1
+                rem -= 86400000
+            rems[i] = rem
+            if ng > step:
+                step = ng
+        future += step + 1  # + 1: the sub-ng remainders, counted up
+        ms += BUCKET_MS
+        if ms >= 86400000:
+            ms -= 86400000
+            weekday = (weekday + 1) % 7
+        total = window.total_ng - old + future
+        if total > best:
+            best = total
+    return best
+
+
+def bolus_refusal(dose_ng, limits, window, schedules, weekday, ms, patient_allowance_ng):
+    if dose_ng > limits.max_bolus_ng:
+        return ("max_bolus", "%s ug is above the maximum bolus of %s ug" % (_ug(dose_ng), _ug(limits.max_bolus_ng)))
+    worst = worst_24h_ng(window, schedules, weekday, ms)
+    if worst + dose_ng + patient_allowance_ng > limits.max_24h_ng:
+        return ("max_24h", "%s ug now would make up to %s ug in a 24 h window (recent and scheduled %s ug%s), "
+                "above the 24 h maximum of %s ug" % (
+                    _ug(dose_ng), _ug(worst + dose_ng + patient_allowance_ng), _ug(worst),
+                    (", patient boluses still allowed %s ug" % _ug(patient_allowance_ng)) if patient_allowance_ng else "",
+                    _ug(limits.max_24h_ng)))
+    return None

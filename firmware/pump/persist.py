@@ -1,0 +1,137 @@
+# What the core tells and keeps: the status frame, and the state file that survives a
+# power cut (docs/protocol.md, "Frames at rest").
+from pump import ticks, wire
+from pump.bolus import BRIDGE, Bolus
+from pump.engine import RUNNING
+from pump.exact import muldivmod
+from pump.program import ProgramError, validate
+
+
+class Persistence:
+    def take_state(self):
+        # A snapshot to persist (replace STATE_FILE atomically), or None.
+        if not self._state_dirty:
+            return None
+        self._state_dirty = False
+        return self._snapshot()
+
+    def status(self):
+        p = self.program
+        r = self.reservoir
+        c = self.clock
+        b = self.bolus
+        return {
+            "t": "status",
+            "up_day": self.up_day,
+            "up_ms": self.up_ms,
+            "clock": [c.day, c.ms] if c.valid else None,
+            "clock_restored": c.restored,
+            "state": self.state,
+            "stop_reason": self.stop_reason,
+            "paused": self.paused,
+            "drug": p.drug if p else None,
+            "conc_ug_per_ml": r.conc_ug_per_ml,
+            "dose_ug_per_day": self.basal.rate // 1000 if self.state == RUNNING else 0,
+            "rate_ng_per_day": self.basal.rate if self.state == RUNNING else 0,
+            "rate_nl_per_day": self._rate_nl_per_day(),
+            "strokes_programmed": self.basal.strokes,
+            "strokes_confirmed": self.strokes_confirmed,
+            "strokes_unconfirmed": self.strokes_unconfirmed,
+            "strokes_withheld": self.strokes_withheld,
+            "in_flight": self.in_flight,
+            "delivered_nl": r.delivered_nl,
+            "delivered_ng": self.patient_ng,
+            "reservoir_nl": r.volume_nl,
+            "window_24h_ng": self.window.total_ng,
+            "bolus": b.to_wire() if b else None,
+            "bridge_nl": self.line.nl_unlike(r.conc_ug_per_ml) if r.conc_ug_per_ml else 0,
+            "titration_in_ms": ticks.diff(self.titration[1], self.now) if self.titration else None,
+        }
+
+    def _rate_nl_per_day(self):
+        if self.state != RUNNING or not self.basal.rate:
+            return 0
+        conc = self._tip_conc()
+        q, _ = muldivmod(self.basal.rate, 1000, 0, conc)
+        return q
+
+    def _snapshot(self):
+        # The state file is two frames: the therapy settings (encoded again only when they
+        # change) and the counters (small; rewritten every lease, so every ~200 strokes).
+        # Counters are stored with the lease already debited (see PumpConfig.lease_nl) and
+        # times as "ms ago", restored as if no time passed while the power was off
+        # (lockouts and the 24 h record come back longer, never shorter).
+        if self._therapy_frame is None:
+            self._therapy_frame = wire.encode(0, {
+                "t": "therapy",
+                "program": self.program.to_dict() if self.program else None,
+                "limits": self.limits.to_dict(),
+                "paused": self.paused,
+            })
+        return self._therapy_frame + self._counters_frame()
+
+    def _counters_frame(self):
+        r = self.reservoir
+        lease = self.cfg.lease_nl
+        if lease > r.volume_nl:
+            lease = r.volume_nl
+        self.lease_left_nl = lease
+        return wire.encode(1, {
+            "t": "counters",
+            "boots": self.boots,
+            "clock": self.clock.to_wire(),
+            "conc_ug_per_ml": r.conc_ug_per_ml,
+            "reservoir_nl": r.volume_nl - lease,
+            "delivered_nl": r.delivered_nl + lease,
+            "delivered_ng": self.patient_ng + (lease * r.conc_ug_per_ml + 999) // 1000,
+            "strokes_confirmed": self.strokes_confirmed,
+            "line": self.line.to_wire(),
+            "window": self.window.to_wire(),
+            "patient_ago_ms": [ticks.diff(self.now, t) for t in self._patient_recent()],
+        })
+
+    def _restore(self, stored):
+        if not stored:
+            return False
+        frames = wire.Reader(max_frame=len(stored) + 1).feed(stored)
+        if len(frames) != 2 or frames[0].body.get("t") != "therapy" or frames[1].body.get("t") != "counters":
+            self._event("state_corrupt", {"bytes": len(stored), "frames": len(frames)})
+            return False
+        t = frames[0].body
+        s = frames[1].body
+        try:
+            self.boots = s["boots"]
+            self.strokes_confirmed = s["strokes_confirmed"]
+            conc = s["conc_ug_per_ml"]
+            lim = t["limits"]
+            self.limits.max_rate_ng_per_day = lim["max_rate_ng_per_day"]
+            self.limits.max_24h_ng = lim["max_24h_ng"]
+            self.limits.max_bolus_ng = lim["max_bolus_ng"]
+            clock = s["clock"]
+            if clock["valid"]:
+                self.clock.set(clock["day"], clock["ms"])
+                self.clock.restored = True
+            self.paused = t["paused"]
+            if conc:
+                self.reservoir.fill(s["reservoir_nl"], conc)
+                self.reservoir.delivered_nl = s["delivered_nl"]
+                self.patient_ng = s["delivered_ng"]
+            self.line.segments = [[v, c] for v, c in s["line"]]
+            self.line.volume_nl = sum(v for v, _ in s["line"])
+            self.window.restore(s["window"])
+            self.patient_times = [self._ago(ago) for ago in s["patient_ago_ms"]]
+            if t["program"] is not None:
+                self.program = validate(t["program"], self.cfg.stroke_nl, self.cfg.max_nl_per_day)
+                if conc:
+                    self.program.conc_ug_per_ml = conc
+                self.basal.start(self.now, 0, self.cfg.stroke_nl * self.program.conc_ug_per_ml)
+        except (KeyError, TypeError, ValueError, ProgramError) as e:
+            self._event("state_corrupt", {"reason": str(e)})
+            return False
+        if self.line.nl_unlike(self.reservoir.conc_ug_per_ml):
+            self.bolus = Bolus(BRIDGE, 0, 0, 0, self.now)
+        return True
+
+    def _ago(self, ago_ms):
+        # signed ticks of a moment ago_ms before now (ago_ms < 2**29)
+        return ticks.sub(self.now, ago_ms)
