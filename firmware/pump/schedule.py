@@ -62,22 +62,6 @@ class Schedule:
         ng, rem = self.integral(weekday, ms, duration_ms)
         return ng + 1 if rem else ng
 
-    def day_total_ng(self, profile):
-        # the drug one day of this profile programs when it follows itself (ceil)
-        steps = self.profiles[profile]
-        ng = 0
-        rem = 0
-        last_rate = steps[-1][1]
-        prev_start = 0
-        prev_rate = last_rate
-        for start, rate in steps:
-            q, rem = muldivmod(start - prev_start, prev_rate, rem, DAY_MS)
-            ng += q
-            prev_start = start
-            prev_rate = rate
-        q, rem = muldivmod(DAY_MS - prev_start, prev_rate, rem, DAY_MS)
-        return ng + q + (1 if rem else 0)
-
     def max_window_ng(self, window_ms=DAY_MS):
         # The most drug any window of window_ms programs, over the whole week (ceil).
         # For a piecewise-constant rate the largest window starts at a step boundary or
@@ -121,6 +105,20 @@ class Schedule:
                 out.append([start, q])
             profiles.append(out)
         return Schedule(profiles, list(self.week))
+
+    def scaled_to_daily(self, profile, daily_ng):
+        # That profile's steps scaled so one day of it (following itself) programs
+        # daily_ng, each rounded to the nearest ng/day. Exact rational arithmetic: a
+        # clinician command, never a per-stroke path, so its products may be long ints.
+        steps = self.profiles[profile]
+        total = 0  # ng/day x minutes: one day's drug is total / 1440 ng
+        prev_start = 0
+        prev_rate = steps[-1][1]
+        for start, rate in steps:
+            total += prev_rate * ((start - prev_start) // 60000)
+            prev_start, prev_rate = start, rate
+        total += prev_rate * ((DAY_MS - prev_start) // 60000)
+        return [[start, (2 * rate * daily_ng * 1440 + total) // (2 * total)] for start, rate in steps]
 
     def to_wire(self, names):
         return {names[i]: [[s // 60000, r] for s, r in steps] for i, steps in enumerate(self.profiles)}

@@ -256,10 +256,9 @@ class TherapyOps:
         else:
             if type(daily_ng) is not int or not 1000 <= daily_ng <= 3000000:
                 return self._refuse("titration", None, "daily_ng=%r: 1000..3000000 ng" % (daily_ng,), "daily_ng")
-            totals = [sched.day_total_ng(i) for i in range(len(sched.profiles))]
-            new = sched.scaled(daily_ng, max(totals))
-            for i, t in enumerate(totals):
-                new.profiles[i] = sched.scaled(daily_ng, t).profiles[i]
+            # each day profile keeps its shape and is scaled to daily_ng a day
+            profiles = [sched.scaled_to_daily(i, daily_ng) for i in range(len(sched.profiles))]
+            new = type(sched)(profiles, list(sched.week))
         fields = p.to_dict()
         fields["profiles"] = new.to_wire(p.names)
         fields.pop("dose_ug_per_day", None)
