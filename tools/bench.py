@@ -127,6 +127,17 @@ def main(argv=None):
            ("live heap after the run and a gc.collect()",
             "%d" % mp["heap_after_gc"] if mp else "-", "")])
 
+    from tools import bench_accuracy
+    rows, overall = bench_accuracy.table(days)
+    table("Dosing accuracy over %d simulated days: largest |delivered - programmed| in any window, "
+          "in strokes (and %% of what the window programs)" % days,
+          ("reference program", "commanded 1 h", "commanded 24 h", "commanded run",
+           "pumped 1 h", "pumped 24 h", "pumped run"), rows)
+    print("Commanded = strokes the core sent; pumped = strokes the simulated head completed "
+          "(a sample may fall inside a 160 ms stroke).")
+    print("Target: never more than one stroke: %s (largest %.3f strokes)." % (
+        "meets" if overall <= 1 else "MISSES", float(overall)))
+
     total, files = mpy_size()
     table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",
           ("measure", "bytes"), [("%d files" % files, "%d" % total)])
