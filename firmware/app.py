@@ -126,15 +126,31 @@ class App:
         s.append(LOG_FILE, record)
 
 
-def provision(app, program_fields, fill_nl):
+def provision(app, program_fields, fill_nl, limits=None, clock=None, actions=None):
     # Bench set-up before the first boot: program and fill an empty pump as a clinician
     # would. Does nothing when the pump already has a program (it was restored).
+    # Optional, in this order: hard limits (before the program they must admit), the wall
+    # clock [day, ms] (a flex schedule needs it), and one-off actions after the program
+    # (tools/programfile.py: {"action": "clinician_bolus", "dose_ng", "duration_min"}).
     p = app.pump
     if p.program is not None:
         return None
     now = app.board.ticks_ms()
-    reason = p.fill(now, fill_nl, program_fields.get("conc_ug_per_ml"))
+    reason = None
+    if limits is not None:
+        reason = p.set_limits(now, limits)
+    if reason is None and clock is not None:
+        reason = p.set_clock(now, clock[0], clock[1])
+    if reason is None:
+        reason = p.fill(now, fill_nl, program_fields.get("conc_ug_per_ml"))
     if reason is None:
         reason = p.set_program(now, program_fields)
+    for action in actions or ():
+        if reason is not None:
+            break
+        if action.get("action") == "clinician_bolus":
+            reason = p.bolus_request(now, action.get("dose_ng"), action.get("duration_min"))
+        else:
+            reason = "action %r: unknown (clinician_bolus)" % (action.get("action"),)
     app._carry_out()
     return reason

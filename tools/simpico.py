@@ -1,6 +1,7 @@
 """The simulated Pico's host side: firmware on the MicroPython unix port, its USB serial on a pty.
 
     python -m tools.simpico [--speed 3600] [--days N] [--program DRUG:CONC:DOSE] ...
+    python -m tools.simpico --program-file programs/flex-day-night-2000.toml [--clock 2024-01-01T07:30]
 
 prints the serial port's path (/dev/pts/N) on its first line and runs until Ctrl-C or
 until the firmware exits. From Python:
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import datetime
+import json
 import os
 import shutil
 import signal
@@ -39,6 +42,11 @@ from tools.ptyrelay import Relay, RelayStats
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAP = "192k"  # what a plain Pico leaves free; stricter here (8-byte pointers)
 DEFAULT_PROGRAM = "baclofen:500:200"  # DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY
+# The wall clock a program file's first boot sets: fixed, so that a seeded run is the same
+# run every time. 2024-01-01 was a Monday. Days count from 2000-01-01, as the pump's do.
+DEFAULT_CLOCK = "2024-01-01T00:00"
+CLOCK_EPOCH = datetime.date(2000, 1, 1)
+CLOCK_LAST = datetime.date(2199, 12, 31)  # the pump's last day (firmware/pump/clock.py DAY_MAX)
 DEFAULT_SPEED = 3600  # one simulated hour per real second
 STOP_GRACE_S = 2.0  # SIGTERM, then SIGKILL after this long
 DAY_MS = 86400000
@@ -94,6 +102,29 @@ def parse_program(spec: str) -> tuple[str, int, int]:
     return parts[0], conc, dose
 
 
+def parse_clock(text: str) -> tuple[int, int]:
+    # "YYYY-MM-DDTHH:MM" (or with a space) -> (days since 2000-01-01, ms after midnight),
+    # the pump's set_clock arguments; ValueError says why not.
+    try:
+        when = datetime.datetime.strptime(text.replace(" ", "T"), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise ValueError("clock %r: expected YYYY-MM-DDTHH:MM, e.g. %s" % (text, DEFAULT_CLOCK)) from None
+    if not CLOCK_EPOCH <= when.date() <= CLOCK_LAST:
+        raise ValueError("clock %r: the pump's calendar runs from %s to %s" % (text, CLOCK_EPOCH, CLOCK_LAST))
+    day = (when.date() - CLOCK_EPOCH).days
+    return day, (when.hour * 60 + when.minute) * 60000
+
+
+def program_file_plan(path: str, clock: str = DEFAULT_CLOCK) -> dict[str, object]:
+    # A TOML program file, checked and translated on the host (the unix port has no
+    # tomllib), as the firmware's --program-json takes it. ValueError lists every error.
+    from tools import programfile
+    pf = programfile.load_checked(path)
+    plan = pf.wire()
+    plan["clock"] = list(parse_clock(clock))
+    return plan
+
+
 # The child's first program, in its new session: take the pty on fd 0 as the session's
 # controlling terminal, so a hang-up of the master kills the firmware (see the top), then
 # become micropython. Race-free: if the host died before this ran, its master is closed,
@@ -122,7 +153,13 @@ class SimPico:
                  program: str = DEFAULT_PROGRAM, seed: int = 1,
                  status_ms: int | None = None, fill_ml: int = 20,
                  flash: str | None = None, micropython: str | None = None,
-                 heap: str = HEAP) -> None:
+                 heap: str = HEAP, program_file: str | None = None,
+                 clock: str = DEFAULT_CLOCK) -> None:
+        # program_file (TOML, docs/programs.md) replaces `program`; it is checked here, so
+        # an invalid file fails before anything starts.
+        self.plan = program_file_plan(program_file, clock) if program_file else None
+        if self.plan is not None:
+            program = ""
         if program:
             parse_program(program)
         self.speed = speed
@@ -176,6 +213,10 @@ class SimPico:
         # firmware/ and the repo root importable exactly as on the Pico's flash;
         # .frozen is the port's frozen modules (argparse).
         env["MICROPYPATH"] = ".frozen:%s:%s" % (os.path.join(ROOT, "firmware"), ROOT)
+        if self.plan is not None:
+            assert self._scratch is not None
+            with open(os.path.join(self._scratch, "program.json"), "w") as f:
+                json.dump(self.plan, f)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _LAUNCHER] + self.argv(),
             stdin=self._fw_slave, stdout=self._fw_slave, stderr=subprocess.PIPE,
@@ -196,7 +237,9 @@ class SimPico:
                 "--speed", str(self.speed), "--days", str(self.days),
                 "--seed", str(self.seed), "--flash", self.flash,
                 "--fill-ml", str(self.fill_ml), "--link", "stdio"]
-        if self.program:
+        if self.plan is not None:
+            args += ["--program-json", os.path.join(self._scratch or ".", "program.json")]
+        elif self.program:
             args += ["--program", self.program]
         if self.status_ms:
             args += ["--status-ms", str(self.status_ms)]
@@ -358,9 +401,16 @@ def add_sim_options(ap: argparse.ArgumentParser) -> None:
                          "second); 0 = as fast as possible")
     ap.add_argument("--days", type=int, default=0,
                     help="stop after this many simulated days (default: run until stopped)")
-    ap.add_argument("--program", default=DEFAULT_PROGRAM,
+    ap.add_argument("--program", default=None,
                     help="DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY for a fresh flash "
-                         "(default %(default)s)")
+                         "(default %s)" % DEFAULT_PROGRAM)
+    ap.add_argument("--program-file", default=None, metavar="PATH",
+                    help="a TOML program file (docs/programs.md) for a fresh flash, instead of "
+                         "--program: checked and translated here, then its program, limits and "
+                         "one-off actions are set on first boot")
+    ap.add_argument("--clock", default=DEFAULT_CLOCK, metavar="YYYY-MM-DDTHH:MM",
+                    help="the wall clock set on first boot with --program-file (default "
+                         "%(default)s, a Monday)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the simulation's faults")
     ap.add_argument("--fill-ml", type=int, default=20,
                     help="reservoir fill on a fresh flash, mL (default %(default)s)")
@@ -379,16 +429,29 @@ def check_sim_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> 
         ap.error("--days must be 0 (no limit) or more")
     if opts.status_ms is not None and opts.status_ms <= 0:
         ap.error("--status-ms must be positive")
+    if opts.program and opts.program_file:
+        ap.error("give --program or --program-file, not both")
     if opts.program:
         try:
             parse_program(opts.program)
         except ValueError as e:
             ap.error(str(e))
+    try:
+        parse_clock(opts.clock)
+    except ValueError as e:
+        ap.error(str(e))
+    if opts.program_file:
+        # every error of the file, before anything starts
+        try:
+            program_file_plan(opts.program_file, opts.clock)
+        except ValueError as e:
+            ap.error(str(e))
 
 
 def sim_from_options(opts: argparse.Namespace, status_ms: int | None) -> SimPico:
-    return SimPico(speed=opts.speed, days=opts.days, program=opts.program, seed=opts.seed,
-                   status_ms=status_ms, fill_ml=opts.fill_ml, flash=opts.flash)
+    return SimPico(speed=opts.speed, days=opts.days, program=opts.program or DEFAULT_PROGRAM,
+                   seed=opts.seed, status_ms=status_ms, fill_ml=opts.fill_ml, flash=opts.flash,
+                   program_file=opts.program_file, clock=opts.clock)
 
 
 def report_exit(sim: SimPico, out: TextIO = sys.stderr) -> None:

@@ -1,6 +1,7 @@
 # Entry point of the simulated Pico: build the board, provision a bench program on first
 # boot, run the shell until the requested number of simulated days.
 import argparse
+import json
 import os
 
 import app
@@ -19,6 +20,8 @@ def parse(argv):
     ap.add_argument("--flash", default="sim-flash", help="host directory that stands for the Pico's flash")
     ap.add_argument("--status-ms", type=int, default=0, help="status frame period in simulated ms")
     ap.add_argument("--program", default="", help="DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY, used on first boot")
+    ap.add_argument("--program-json", default="", help="a JSON file {program, limits, actions, clock} made on the "
+                    "host from a program file (tools/programfile.py), used on first boot instead of --program")
     ap.add_argument("--fill-ml", type=int, default=20, help="reservoir fill on first boot")
     ap.add_argument("--link", default="stdio", help="stdio or null")
     return ap.parse_args(argv)
@@ -54,10 +57,16 @@ def main(argv):
     board = a.board
     board.load_physics()
     a.start()
-    if opts.program and a.pump.program is None:
+    if (opts.program or opts.program_json) and a.pump.program is None:
         fill_nl = opts.fill_ml * 1000000
         board.head.reservoir_nl = fill_nl
-        reason = app.provision(a, program_fields(opts.program), fill_nl)
+        if opts.program_json:
+            with open(opts.program_json) as f:
+                plan = json.load(f)
+            reason = app.provision(a, plan["program"], fill_nl, plan.get("limits"), plan.get("clock"),
+                                   plan.get("actions"))
+        else:
+            reason = app.provision(a, program_fields(opts.program), fill_nl)
         if reason:
             raise SystemExit("program refused: " + reason)
     board.set_speed(opts.speed)

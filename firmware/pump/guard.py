@@ -4,6 +4,14 @@
 # put more than the 24 h limit into a rolling window: these checks make sure it never has to.
 from pump.limits import BUCKET_MS, BUCKETS
 
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_DAY_MS = const(86400000)
+
 
 def _ug(ng):
     # ng as a decimal ug string, exact: 1234567 -> "1234.567"
@@ -36,31 +44,33 @@ def program_refusal(program, limits):
 def worst_24h_ng(window, schedules, weekday, ms):
     # The most drug any 24 h window ending within the next 24 h would hold: what was
     # commanded that still lies inside it, plus the basal programmed from now to its end
-    # (per 5 minutes, the largest of `schedules`: the running one and any pending).
+    # (per 5 minutes, the larger of `schedules`: the running one and any pending). The
+    # future part is summed exactly (ng plus a remainder) and rounded up once per window,
+    # so a schedule exactly at a limit passes here as it does in program_refusal.
     best = window.total_ng
-    future = 0
-    rems = [0] * len(schedules)
+    future_ng = 0
+    future_rem = 0
     old = 0
     b = window.buckets
     oldest = (window.head + 1) % BUCKETS
     for j in range(1, BUCKETS):
         old += b[(oldest + j - 1) % BUCKETS]
-        step = 0
-        for i, sched in enumerate(schedules):
+        step_ng = 0
+        step_rem = 0
+        for sched in schedules:
             ng, rem = sched.integral(weekday, ms, BUCKET_MS)
-            rem += rems[i]
-            if rem >= 86400000:
-                ng += 1
-                rem -= 86400000
-            rems[i] = rem
-            if ng > step:
-                step = ng
-        future += step + 1  # + 1: the sub-ng remainders, counted up
+            if ng > step_ng or (ng == step_ng and rem > step_rem):
+                step_ng, step_rem = ng, rem
+        future_ng += step_ng
+        future_rem += step_rem
+        if future_rem >= _DAY_MS:
+            future_ng += 1
+            future_rem -= _DAY_MS
         ms += BUCKET_MS
-        if ms >= 86400000:
-            ms -= 86400000
+        if ms >= _DAY_MS:
+            ms -= _DAY_MS
             weekday = (weekday + 1) % 7
-        total = window.total_ng - old + future
+        total = window.total_ng - old + future_ng + (1 if future_rem else 0)
         if total > best:
             best = total
     return best

@@ -24,7 +24,8 @@ DAY_MS = const(86400000)
 MAX_RATE_NG_PER_DAY_DEFAULT = const(2000000)
 MAX_24H_NG_DEFAULT = const(2500000)
 MAX_BOLUS_NG_DEFAULT = const(200000)
-LIMIT_NG_MAX = const(10000000)  # what set_limits accepts at most: 10 mg
+LIMIT_NG_MIN = const(1000)  # what set_limits accepts: 1 ug ...
+LIMIT_NG_MAX = const(10000000)  # ... to 10 mg
 
 
 class Limits:

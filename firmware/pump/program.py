@@ -43,6 +43,21 @@ KEEP_OPEN_NL_PER_DAY_DEFAULT = const(6000)  # assumption: ~1 stroke every hour o
 KEEP_OPEN_NL_PER_DAY_MAX = const(100000)
 PRIMING_NL_PER_HOUR_DEFAULT = const(600000)  # 0.6 mL/h: a 0.2 mL line primes in 20 min
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PATIENT_BOLUS_NG_MAX = const(1000000)  # 1 mg: a hard limit (max_bolus_ng) sits below
+BOLUS_DURATION_MIN_MAX = const(1440)
+PATIENT_BOLUS_DURATION_MIN_MAX = const(240)
+LOCKOUT_MIN_MIN = const(10)
+LOCKOUT_MIN_MAX = const(1440)
+PATIENT_BOLUSES_PER_24H_MAX = const(24)
+
+
+def fastest_bolus_min(dose_ng, conc_ug_per_ml, max_nl_per_day):
+    # The shortest duration (whole minutes) in which this head delivers dose_ng: its
+    # volume at the head's top rate. One definition for patient boluses (checked when
+    # programmed) and clinician boluses (checked when asked).
+    volume_nl = dose_ng * 1000 // conc_ug_per_ml
+    q, r = divmod(volume_nl * 1440, max_nl_per_day)
+    return q + (1 if r else 0)
 
 
 class PatientBolus:
@@ -184,13 +199,19 @@ def validate(fields, stroke_nl, max_nl_per_day):
     if pb is not None:
         if type(pb) is not dict:
             raise ProgramError("patient_bolus", pb, "must be an object")
+        fields = {"patient_bolus." + k: v for k, v in pb.items()}
         program.patient = PatientBolus(
-            _int_field(pb, "dose_ng", (stroke_pg + 999) // 1000, DOSE_NG_PER_DAY_MAX,
+            _int_field(fields, "patient_bolus.dose_ng", (stroke_pg + 999) // 1000, PATIENT_BOLUS_NG_MAX,
                        "ng (at least one stroke)"),
-            _int_field(pb, "duration_min", 1, 240, "min"),
-            _int_field(pb, "lockout_min", 10, 1440, "min"),
-            _int_field(pb, "max_per_24h", 1, 24, "boluses"),
+            _int_field(fields, "patient_bolus.duration_min", 1, PATIENT_BOLUS_DURATION_MIN_MAX, "min"),
+            _int_field(fields, "patient_bolus.lockout_min", LOCKOUT_MIN_MIN, LOCKOUT_MIN_MAX, "min"),
+            _int_field(fields, "patient_bolus.max_per_24h", 1, PATIENT_BOLUSES_PER_24H_MAX, "boluses"),
         )
+        fastest = fastest_bolus_min(program.patient.dose_ng, conc, max_nl_per_day)
+        if program.patient.duration_min < fastest:
+            raise ProgramError("patient_bolus.duration_min", program.patient.duration_min,
+                               "this pump head needs at least %d min for %d ng at %d ug/mL"
+                               % (fastest, program.patient.dose_ng, conc))
     return program
 
 

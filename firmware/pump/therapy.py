@@ -7,8 +7,9 @@ from pump.bolus import BRIDGE, CLINICIAN, PATIENT, PRIME, Bolus
 from pump.clock import DAY_MAX, WallClock
 from pump.engine import DAY_MS, RUNNING
 from pump.exact import muldivmod
-from pump.limits import LIMIT_NG_MAX, Limits
-from pump.program import CONC_UG_PER_ML_MAX, CONC_UG_PER_ML_MIN, ProgramError, validate
+from pump.limits import LIMIT_NG_MAX, LIMIT_NG_MIN, Limits
+from pump.program import (BOLUS_DURATION_MIN_MAX, CONC_UG_PER_ML_MAX, CONC_UG_PER_ML_MIN, ProgramError,
+                          fastest_bolus_min, validate)
 
 try:
     from micropython import const
@@ -55,9 +56,9 @@ class TherapyOps:
         new = Limits()
         for name in ("max_rate_ng_per_day", "max_24h_ng", "max_bolus_ng"):
             value = fields.get(name) if type(fields) is dict else None
-            if type(value) is not int or not 1000 <= value <= LIMIT_NG_MAX:
-                return self._refuse("limits", None, "%s=%r: must be a whole number in 1000..%d ng"
-                                    % (name, value, LIMIT_NG_MAX), name)
+            if type(value) is not int or not LIMIT_NG_MIN <= value <= LIMIT_NG_MAX:
+                return self._refuse("limits", None, "%s=%r: must be a whole number in %d..%d ng"
+                                    % (name, value, LIMIT_NG_MIN, LIMIT_NG_MAX), name)
             setattr(new, name, value)
         if self.program is not None:
             refusal = guard.program_refusal(self.program, new)
@@ -152,15 +153,16 @@ class TherapyOps:
             return self._refuse(what, None, reason)
         if type(dose_ng) is not int or not 1 <= dose_ng <= LIMIT_NG_MAX:
             return self._refuse(what, None, "dose_ng=%r: outside 1..%d ng" % (dose_ng, LIMIT_NG_MAX), "dose_ng")
-        if type(duration_min) is not int or not 1 <= duration_min <= 1440:
-            return self._refuse(what, None, "duration_min=%r: outside 1..1440 min" % (duration_min,), "duration_min")
+        if type(duration_min) is not int or not 1 <= duration_min <= BOLUS_DURATION_MIN_MAX:
+            return self._refuse(what, None, "duration_min=%r: outside 1..%d min" % (
+                duration_min, BOLUS_DURATION_MIN_MAX), "duration_min")
         stroke_pg = self._tip_stroke_pg(0)
         strokes, _ = muldivmod(dose_ng, 1000, 0, stroke_pg)
         if strokes < 1:
             return self._refuse(what, None, "dose_ng=%d: less than one stroke (%d pg)" % (dose_ng, stroke_pg),
                                 "dose_ng")
         duration_ms = duration_min * 60000
-        fastest = (self.cfg.stroke_ms * strokes * 2 + 59999) // 60000
+        fastest = fastest_bolus_min(dose_ng, self.reservoir.conc_ug_per_ml, self.cfg.max_nl_per_day)
         if duration_min < fastest:
             return self._refuse(what, None, "duration_min=%d: %d strokes need at least %d min on this pump head"
                                 % (duration_min, strokes, fastest), "duration_min")

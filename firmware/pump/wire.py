@@ -17,7 +17,7 @@ except ImportError:
         return x
 
 VERSION = const(1)
-MAX_FRAME = const(1024)  # bytes, "~" through "\n"
+MAX_FRAME = const(4096)  # bytes, "~" through "\n": a full week of flex steps fits
 SEQ_MODULO = const(65536)
 
 
