@@ -10,26 +10,13 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corekit import Bench, make_pump
+from corekit import Bench, Reference, make_pump
 from pump import wire
 
 DAY_MS = 86400000
 MIN_MS = 60000
 STROKE_NL = 250
 FILL_NL = 40000000
-
-
-def rate_at(profiles, week, day, ms):
-    # reference step lookup: a step runs until the next; before a day's first step the
-    # previous day's last step runs
-    steps = profiles[week[(day + 5) % 7]]
-    rate = None
-    for start_min, r in steps:
-        if start_min * MIN_MS <= ms:
-            rate = r
-    if rate is None:
-        rate = profiles[week[(day + 4) % 7]][-1][1]
-    return rate
 
 
 @st.composite
@@ -59,37 +46,6 @@ def scenarios(draw):
     day0 = draw(st.integers(0, 9000))
     later = draw(programs(conc, max_ng))
     return conc, first, later, steps, start, day0
-
-
-class Reference:
-    def __init__(self, program, day, ms):
-        self.program = program
-        self.day = day
-        self.ms = ms
-        self.paused = False
-        self.integral = 0  # ng*ms/day
-
-    def rate(self):
-        p = self.program
-        if self.paused:
-            return p["keep_open_nl_per_day"] * p["conc_ug_per_ml"] // 1000
-        return rate_at(p["profiles"], p["week"], self.day, self.ms)
-
-    def run(self, ms):
-        # integrate, splitting at step boundaries of the wall clock
-        while ms > 0:
-            nxt = 86400000 - self.ms
-            for start_min, _ in self.program["profiles"][self.program["week"][(self.day + 5) % 7]]:
-                if start_min * MIN_MS > self.ms:
-                    nxt = start_min * MIN_MS - self.ms
-                    break
-            span = min(nxt, ms)
-            self.integral += self.rate() * span
-            ms -= span
-            self.ms += span
-            if self.ms >= 86400000:
-                self.ms -= 86400000
-                self.day += 1
 
 
 def _advance_sampling(b, ref, ms, check):

@@ -16,8 +16,9 @@ def make_pump(stroke_nl=250, stroke_ms=160, capacity_nl=40000000, max_nl_per_day
 
 
 class Bench:
-    def __init__(self, pump, start_ticks=START_TICKS):
+    def __init__(self, pump, start_ticks=START_TICKS, keep=KEEP):
         self.pump = pump
+        self.keep = keep  # how many non-status bodies to keep (the heap is small)
         self.board_now = start_ticks  # board ticks, wrapping at 2**30
         self.elapsed_ms = 0
         self.motor_turns = True  # False: a stall (no strokes, no pulses)
@@ -46,7 +47,7 @@ class Bench:
                 self.counts[key] = self.counts.get(key, 0) + 1
                 if key == "status":
                     self.last_status = body
-                elif len(self.kept) < KEEP:
+                elif len(self.kept) < self.keep:
                     self.kept.append(body)
         self.log_records += len(p.take_log())
         s = p.take_state()
@@ -92,3 +93,53 @@ class Bench:
 
 def signed(board_ticks):
     return ticks.from_board(board_ticks)
+
+
+MIN_MS = 60000
+
+
+def rate_at(profiles, week, day, ms):
+    # A reference step lookup, written apart from pump.schedule: a step runs until the
+    # next; before a day's first step the previous day's last step runs. Days count
+    # from 2000-01-01, a Saturday; week[0] is Monday.
+    steps = profiles[week[(day + 5) % 7]]
+    rate = None
+    for start_min, r in steps:
+        if start_min * MIN_MS <= ms:
+            rate = r
+    if rate is None:
+        rate = profiles[week[(day + 4) % 7]][-1][1]
+    return rate
+
+
+class Reference:
+    # The programmed drug, integrated exactly (ng*ms/day) from the program's wire form,
+    # the wall clock and the pause: what the pump must deliver, worked out independently.
+    def __init__(self, program, day, ms):
+        self.program = program
+        self.day = day
+        self.ms = ms
+        self.paused = False
+        self.integral = 0
+
+    def rate(self):
+        p = self.program
+        if self.paused:
+            return p["keep_open_nl_per_day"] * p["conc_ug_per_ml"] // 1000
+        return rate_at(p["profiles"], p["week"], self.day, self.ms)
+
+    def run(self, ms):
+        # integrate, splitting at step boundaries of the wall clock
+        while ms > 0:
+            nxt = 86400000 - self.ms
+            for start_min, _ in self.program["profiles"][self.program["week"][(self.day + 5) % 7]]:
+                if start_min * MIN_MS > self.ms:
+                    nxt = start_min * MIN_MS - self.ms
+                    break
+            span = nxt if nxt < ms else ms
+            self.integral += self.rate() * span
+            ms -= span
+            self.ms += span
+            if self.ms >= 86400000:
+                self.ms -= 86400000
+                self.day += 1
