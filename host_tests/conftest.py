@@ -13,6 +13,10 @@ from hypothesis import settings  # noqa: E402
 
 FAKES = os.path.join(ROOT, "host_tests", "fakes")
 
+# Runs only on the MicroPython unix port (it measures micropython.mem_total()); the
+# bridge in test_micropython_port.py runs it there.
+collect_ignore = [os.path.join("portable", "test_mp_alloc.py")]
+
 
 def pytest_collect_file(file_path, parent):
     # The Pico board's tests import boards.pico, which needs `machine` and `rp2`: fakes

@@ -48,20 +48,23 @@ class Window:
         self.bucket_left_ms = BUCKET_MS
 
     def advance(self, elapsed_ms):
-        # time passed: retire buckets older than 24 h
+        # time passed: retire buckets older than 24 h (runs on the stroke path: small)
         left = self.bucket_left_ms - elapsed_ms
         if left > 0:
             self.bucket_left_ms = left
-            return
-        steps = 1 + (-left) // BUCKET_MS
-        self.bucket_left_ms = BUCKET_MS - (-left) % BUCKET_MS
+        else:
+            self._rotate(-left)
+
+    def _rotate(self, over_ms):
+        steps = 1 + over_ms // BUCKET_MS
+        self.bucket_left_ms = BUCKET_MS - over_ms % BUCKET_MS
         if steps > BUCKETS:
             steps = BUCKETS
-        b = self.buckets
-        for _ in range(steps):
+        while steps:
+            steps -= 1
             self.head = (self.head + 1) % BUCKETS
-            self.total_ng -= b[self.head]
-            b[self.head] = 0
+            self.total_ng -= self.buckets[self.head]
+            self.buckets[self.head] = 0
 
     def add_pg(self, pg):
         pg += self.pg
