@@ -1,7 +1,7 @@
 # The shell: one loop that owns time and I/O. It feeds the core events from the board
 # and carries out the core's actions through the board. No therapy decision lives here.
 from pump.core import LOG_FILE, STATE_FILE, PumpConfig
-from pump.engine import ACT_FRAMES, ACT_STATE, ACT_STROKES
+from pump.engine import ACT_ANNUNCIATE, ACT_FRAMES, ACT_STATE, ACT_STROKES, WANT_BATTERY, WANT_PRESSURE
 
 try:
     from micropython import const
@@ -27,6 +27,10 @@ def pump_config(board_config, status_period_ms=None):
         reservoir_capacity_nl=c.RESERVOIR_CAPACITY_NL,
         max_nl_per_day=max_nl_per_day,
         status_period_ms=status_period_ms or c.STATUS_PERIOD_MS,
+        pressure_zero_raw=c.PRESSURE_ZERO_RAW,
+        pressure_raw_per_bar=c.PRESSURE_RAW_PER_BAR,
+        battery_low_mv=c.BATTERY_LOW_MV,
+        battery_end_mv=c.BATTERY_END_MV,
     )
 
 
@@ -44,6 +48,7 @@ class App:
         self._link_read = board.link.read
         self._stepper_busy = board.stepper.busy
         self._feed = board.watchdog.feed
+        self._pressure_raw = board.pressure.read_raw
 
     def start(self):
         b = self.board
@@ -60,6 +65,8 @@ class App:
         x = self._rotor_take()
         if x:
             p.rotor(now, x)
+        if p.wants:
+            self._sample(now)
         x = self._link_read()
         if x:
             p.received(now, x)
@@ -89,10 +96,29 @@ class App:
         if x & ACT_FRAMES:
             self._send(p.take_output())
             self._log(p.take_log())
+        if x & ACT_ANNUNCIATE:
+            led, tone, every = p.take_annunciation()
+            self.board.annunciator.set(led, tone, every)
         if x & ACT_STATE:
             x = p.take_state()
             if x is not None:
-                self.board.storage.write(STATE_FILE, x)
+                self._write_state(x)
+
+    def _write_state(self, data):
+        try:
+            self.board.storage.write(STATE_FILE, data)
+        except OSError:
+            # a full or failing flash: therapy goes on, the core raises the alarm
+            self.pump.storage_failed(self.board.ticks_ms(), STATE_FILE)
+
+    def _sample(self, now):
+        # the board readings the core asked for: the pressure before each stroke, the
+        # supply every few minutes
+        p = self.pump
+        if p.wants & WANT_PRESSURE:
+            p.pressure(now, self._pressure_raw())
+        if p.wants & WANT_BATTERY:
+            p.battery(now, self.board.battery.read_mv())
 
     def _turn(self, strokes):
         if not strokes:
@@ -120,10 +146,13 @@ class App:
 
     def _append_log(self, record):
         s = self.board.storage
-        if s.size(LOG_FILE) + len(record) > LOG_MAX_BYTES:
-            s.remove(LOG_FILE + ".1")
-            s.rename(LOG_FILE, LOG_FILE + ".1")
-        s.append(LOG_FILE, record)
+        try:
+            if s.size(LOG_FILE) + len(record) > LOG_MAX_BYTES:
+                s.remove(LOG_FILE + ".1")
+                s.rename(LOG_FILE, LOG_FILE + ".1")
+            s.append(LOG_FILE, record)
+        except OSError:
+            self.pump.storage_failed(self.board.ticks_ms(), LOG_FILE)
 
 
 def provision(app, program_fields, fill_nl, limits=None, clock=None, actions=None):

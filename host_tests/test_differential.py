@@ -23,15 +23,18 @@ def _run(cmd, cwd, env):
 
 
 def test_same_seed_same_bytes_on_both_runtimes(tmp_path):
+    # MicroPython runs the image as a Pico holds it (.mpy); CPython the sources
+    from tools import build_mpy
+    image = build_mpy.build_sim(str(tmp_path / "image"))
     bin_dir = os.path.dirname(sys.executable)
     mp_dir = tmp_path / "micropython"
     cp_dir = tmp_path / "cpython"
     mp_dir.mkdir()
     cp_dir.mkdir()
     env = dict(os.environ)
-    env["MICROPYPATH"] = ".frozen:%s:%s" % (os.path.join(ROOT, "firmware"), ROOT)
-    mp_out, mp_files = _run([os.path.join(bin_dir, "micropython"), "-X", "heapsize=192k", MAIN] + ARGS,
-                            mp_dir, env)
+    env["MICROPYPATH"] = ".frozen:%s" % image
+    mp_out, mp_files = _run([os.path.join(bin_dir, "micropython"), "-X", "heapsize=192k",
+                             os.path.join(image, "main.py")] + ARGS, mp_dir, env)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "firmware"), ROOT])
     cp_out, cp_files = _run([sys.executable, MAIN] + ARGS, cp_dir, env)
     assert mp_out.count(b'"t":"status"') >= 15 * 24

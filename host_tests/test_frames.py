@@ -18,10 +18,11 @@ MAX_STATE_WORDS = 11
 
 # the functions a stroke passes through, per file (shell, core, both boards)
 HOT = {
-    "firmware/app.py": ["step", "_carry_out", "_turn", "_release_motor"],
+    "firmware/app.py": ["step", "_carry_out", "_turn", "_release_motor", "_sample"],
     "firmware/pump/engine.py": ["tick", "_due", "_run_basal", "_command", "_within_24h", "_commit", "_ring_push",
                                 "rotor", "_confirm_basal", "_confirmed", "_plan", "_confirm_check_at", "_sooner",
-                                "_advance", "take_strokes", "_persist"],
+                                "_advance", "take_strokes", "_persist", "pressure"],
+    "firmware/pump/detect.py": ["sample", "_occlusion"],
     "firmware/pump/strokes.py": ["due", "_schedule"],
     "firmware/pump/limits.py": ["advance", "_rotate", "add_pg"],
     "firmware/pump/reservoir.py": ["confirm"],
@@ -33,7 +34,11 @@ HOT = {
     "boards/pico/annunciator.py": ["tick"],
     "boards/stdiolink.py": ["read"],  # write runs per frame sent, and frames allocate anyway
     "boards/sim/__init__.py": ["wait", "ticks_ms"],
-    "boards/sim/head.py": ["step", "busy", "take", "advance", "_stroke", "_plan", "enable"],
+    "boards/sim/head.py": ["step", "busy", "take", "advance", "_stroke", "_plan", "enable", "_impaired_stroke"],
+    # the line and the sensors: a push per stroke, a pressure reading per stroke
+    "boards/sim/fluid.py": ["push", "keep_q30", "stored_at", "read_raw", "ideal_raw", "_catch_up", "_raw_q16",
+                            "ubar", "slow_ubar", "_faulty", "_noise_below"],
+    "boards/sim/battery.py": ["read_mv", "true_mv"],
 }
 
 _COMPILE = "import sys\ncompile(open(sys.argv[1]).read(), sys.argv[1], 'exec')\n"

@@ -23,16 +23,7 @@ def sim_image(out_dir):
     # The firmware and the sim board compiled to .mpy in the flash layout, so the
     # MicroPython figures are for bytecode loaded as on the device (no compiler peak).
     from tools import build_mpy
-    compiler = build_mpy.mpy_cross()
-    sources = [(src, dev) for src, dev in build_mpy.sources() if dev != "main.py"]
-    for path in sorted(os.listdir(os.path.join(ROOT, "boards", "sim"))):
-        if path.endswith(".py"):
-            sources.append((os.path.join(ROOT, "boards", "sim", path), "boards/sim/" + path))
-    for src, dev in sources:
-        target = os.path.join(out_dir, *(dev[:-3] + ".mpy").split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        subprocess.run([compiler, "-s", dev, "-o", target, src], check=True)
-    return out_dir
+    return build_mpy.build_sim(out_dir)
 
 
 def run_scenario(cmd, days, conc, dose, heap=None, image=None):

@@ -62,6 +62,39 @@ def build(out_dir=DEFAULT_OUT):
     return image
 
 
+SIM_DIR = os.path.join(ROOT, "build", "sim")
+
+
+def sim_sources():
+    # the firmware, the shared board pieces and the simulated board, device paths
+    pairs = list(sources())
+    for path in sorted(glob.glob(os.path.join(ROOT, "boards", "sim", "*.py"))):
+        pairs.append((path, "boards/sim/" + os.path.basename(path)))
+    return pairs
+
+
+def build_sim(out_dir=SIM_DIR):
+    # The simulated Pico's image: like the Pico's (.mpy, main.py as source), plus the sim
+    # board. Incremental: a module is compiled again only when its source is newer, each
+    # written to a temporary name and renamed, so two runs building at once never load a
+    # half-written file. Returns out_dir.
+    compiler = None
+    for src, dev in sim_sources():
+        keep = dev in KEEP_SOURCE
+        target = os.path.join(out_dir, *(dev if keep else dev[:-3] + ".mpy").split("/"))
+        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(src):
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = "%s.%d.tmp" % (target, os.getpid())
+        if keep:
+            shutil.copyfile(src, tmp)
+        else:
+            compiler = compiler or mpy_cross()
+            subprocess.run([compiler, "-s", dev, "-o", tmp, src], check=True)
+        os.replace(tmp, target)
+    return out_dir
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default build/pico)")

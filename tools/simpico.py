@@ -37,6 +37,7 @@ import tty
 import weakref
 from typing import TextIO
 
+from tools import build_mpy
 from tools.ptyrelay import Relay, RelayStats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +103,13 @@ def parse_program(spec: str) -> tuple[str, int, int]:
     return parts[0], conc, dose
 
 
+def parse_fault(spec: str) -> None:
+    # KIND:START[:END][:NAME=VALUE...], checked by the sim board's own parser (the one the
+    # firmware side uses); ValueError says why not.
+    from boards.sim.faults import parse_spec
+    parse_spec(spec)
+
+
 def parse_clock(text: str) -> tuple[int, int]:
     # "YYYY-MM-DDTHH:MM" (or with a space) -> (days since 2000-01-01, ms after midnight),
     # the pump's set_clock arguments; ValueError says why not.
@@ -154,14 +162,20 @@ class SimPico:
                  status_ms: int | None = None, fill_ml: int = 20,
                  flash: str | None = None, micropython: str | None = None,
                  heap: str = HEAP, program_file: str | None = None,
-                 clock: str = DEFAULT_CLOCK) -> None:
+                 clock: str = DEFAULT_CLOCK, faults: tuple[str, ...] | list[str] = (),
+                 random_faults: int = 0) -> None:
         # program_file (TOML, docs/programs.md) replaces `program`; it is checked here, so
-        # an invalid file fails before anything starts.
+        # an invalid file fails before anything starts. faults: --fault specs
+        # (docs/simulator.md), checked here too; random_faults: that many drawn from seed.
         self.plan = program_file_plan(program_file, clock) if program_file else None
         if self.plan is not None:
             program = ""
         if program:
             parse_program(program)
+        for spec in faults:
+            parse_fault(spec)
+        self.faults = list(faults)
+        self.random_faults = random_faults
         self.speed = speed
         self.days = days
         self.program = program
@@ -210,9 +224,11 @@ class SimPico:
         if self.proc is not None:
             return self
         env = dict(os.environ)
-        # firmware/ and the repo root importable exactly as on the Pico's flash;
-        # .frozen is the port's frozen modules (argparse).
-        env["MICROPYPATH"] = ".frozen:%s:%s" % (os.path.join(ROOT, "firmware"), ROOT)
+        # The firmware as a Pico holds it: compiled to .mpy (build/sim, rebuilt when a
+        # source changes), laid out as on the flash; .frozen is the port's frozen
+        # modules (argparse). Compiling source inside the 192 KB heap would add the
+        # compiler's own peak, which a deployed pump never pays.
+        env["MICROPYPATH"] = ".frozen:%s" % build_mpy.build_sim()
         if self.plan is not None:
             assert self._scratch is not None
             with open(os.path.join(self._scratch, "program.json"), "w") as f:
@@ -233,7 +249,7 @@ class SimPico:
 
     def argv(self) -> list[str]:
         args = [self.micropython, "-X", "heapsize=" + self.heap,
-                os.path.join(ROOT, "firmware", "main.py"),
+                os.path.join(build_mpy.SIM_DIR, "main.py"),
                 "--speed", str(self.speed), "--days", str(self.days),
                 "--seed", str(self.seed), "--flash", self.flash,
                 "--fill-ml", str(self.fill_ml), "--link", "stdio"]
@@ -243,6 +259,10 @@ class SimPico:
             args += ["--program", self.program]
         if self.status_ms:
             args += ["--status-ms", str(self.status_ms)]
+        for spec in self.faults:
+            args += ["--fault", spec]
+        if self.random_faults:
+            args += ["--random-faults", str(self.random_faults)]
         return args
 
     def poll(self) -> int | None:
@@ -411,7 +431,15 @@ def add_sim_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--clock", default=DEFAULT_CLOCK, metavar="YYYY-MM-DDTHH:MM",
                     help="the wall clock set on first boot with --program-file (default "
                          "%(default)s, a Monday)")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the simulation's faults")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="seed of the simulation: sensor noise, CSF pressure, random faults")
+    ap.add_argument("--fault", action="append", default=[], metavar="KIND:START[:END][:NAME=VALUE]",
+                    help="inject a fault (repeatable); times in hours from the start, or with "
+                         "ms/s/m/h/d, e.g. occlusion:2:3 or missed_pulses:1d:2d:percent=20 "
+                         "(docs/simulator.md)")
+    ap.add_argument("--random-faults", type=int, default=0, metavar="N",
+                    help="N faults drawn from --seed within --days (or 30 days); "
+                         "tools.simpico lists them on stderr")
     ap.add_argument("--fill-ml", type=int, default=20,
                     help="reservoir fill on a fresh flash, mL (default %(default)s)")
     ap.add_argument("--status-ms", type=int, default=None,
@@ -431,6 +459,13 @@ def check_sim_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> 
         ap.error("--status-ms must be positive")
     if opts.program and opts.program_file:
         ap.error("give --program or --program-file, not both")
+    for spec in opts.fault:
+        try:
+            parse_fault(spec)
+        except ValueError as e:
+            ap.error("--fault %s: %s" % (spec, e))
+    if opts.random_faults < 0:
+        ap.error("--random-faults must be 0 or more")
     if opts.program:
         try:
             parse_program(opts.program)
@@ -451,7 +486,8 @@ def check_sim_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> 
 def sim_from_options(opts: argparse.Namespace, status_ms: int | None) -> SimPico:
     return SimPico(speed=opts.speed, days=opts.days, program=opts.program or DEFAULT_PROGRAM,
                    seed=opts.seed, status_ms=status_ms, fill_ml=opts.fill_ml, flash=opts.flash,
-                   program_file=opts.program_file, clock=opts.clock)
+                   program_file=opts.program_file, clock=opts.clock, faults=opts.fault,
+                   random_faults=opts.random_faults)
 
 
 def report_exit(sim: SimPico, out: TextIO = sys.stderr) -> None:
@@ -473,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     check_sim_options(ap, opts)
     raise_on_termination()
     sim = sim_from_options(opts, opts.status_ms or status_period_ms(opts.speed))
+    if opts.random_faults:
+        # the schedule the firmware will draw from the same seed (boards/sim/faults.py)
+        from boards.sim.faults import random_schedule
+        for f in random_schedule(opts.seed, opts.days, opts.random_faults):
+            print("simpico: random fault --fault %s" % f.spec(), file=sys.stderr)
     try:
         sim.open()
         print(sim.port, flush=True)

@@ -1,5 +1,6 @@
 # HAL annunciator: the LED and a PWM buzzer play 16-slot bit patterns (docs/hal.md):
 # bit i on = slot i of a 2 s cycle of 125 ms slots is on. A new pattern starts at slot 0.
+# The tone sounds in one cycle of every `tone_every` (its repeat interval), the LED in all.
 from machine import PWM, Pin
 
 _SLOTS = 16
@@ -17,16 +18,22 @@ class Annunciator:
         self._mask_ms = (1 << 30) - 1  # board ticks wrap at 2**30
         self.led = 0
         self.tone = 0
+        self.tone_every = 1
+        self._cycle = 0  # cycles since the pattern started, modulo tone_every
         self._start_ms = -1  # tick of slot 0; -1: the next tick() starts the cycle
         self._led_on = False
         self._tone_on = False
 
-    def set(self, led, tone):
+    def set(self, led, tone, tone_every=1):
         led &= 0xFFFF
         tone &= 0xFFFF
-        if led != self.led or tone != self.tone:
+        if tone_every < 1:
+            tone_every = 1
+        if led != self.led or tone != self.tone or tone_every != self.tone_every:
             self.led = led
             self.tone = tone
+            self.tone_every = tone_every
+            self._cycle = 0
             self._start_ms = -1
 
     def tick(self, now_ms):
@@ -35,11 +42,12 @@ class Annunciator:
         elapsed = (now_ms - self._start_ms) & self._mask_ms
         if elapsed >= self._cycle_ms:
             # keep slot 0 of the current cycle as the origin, so elapsed stays small
+            self._cycle = (self._cycle + elapsed // self._cycle_ms) % self.tone_every
             elapsed %= self._cycle_ms
             self._start_ms = (now_ms - elapsed) & self._mask_ms
         bit = 1 << (elapsed // self._slot_ms)
         led_on = bool(self.led & bit)
-        tone_on = bool(self.tone & bit)
+        tone_on = self._cycle == 0 and bool(self.tone & bit)
         if led_on != self._led_on:
             self._led_on = led_on
             self._led.value(1 if led_on else 0)

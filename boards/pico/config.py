@@ -60,6 +60,11 @@ PRESSURE_RAW_PER_BAR = (PRESSURE_SENSOR_MV_PER_BAR * PRESSURE_DIVIDER_NUM * ADC_
 
 # ---- battery / supply -----------------------------------------------------------------------
 VSYS_DIVIDER = 3  # Pico datasheet (power chain): GP29/ADC3 reads VSYS/3 through an on-board divider
+# Supply thresholds for a single-cell LiPo on VSYS (assumption: ~3.5 V is its last tenth;
+# 3.3 V still drives the stepper driver and lets the state be written). On USB alone VSYS
+# is ~4.8 V and never reaches them.
+BATTERY_LOW_MV = 3500
+BATTERY_END_MV = 3300
 
 # ---- rotor sensor ---------------------------------------------------------------------------
 # Edges closer than this to the last counted one are bounce or noise: a stroke takes

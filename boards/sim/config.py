@@ -13,3 +13,7 @@ STATUS_PERIOD_MS = 10000
 WAIT_MAX_MS = 3600000  # the virtual clock may jump an hour when nothing is due
 # The first tick: 30 s before the 2**30 wrap, so every run crosses a wrap at once.
 START_TICKS = (1 << 30) - 30000
+# Supply thresholds: the sim's VSYS starts at USB's ~4.8 V; a battery-discharge fault
+# runs it down (docs/simulator.md). Single-cell LiPo figures, as the Pico's.
+BATTERY_LOW_MV = 3500
+BATTERY_END_MV = 3300

@@ -24,10 +24,15 @@ class PumpConfig:
         ("max_nl_per_day", 100000, 100000000),
         ("status_period_ms", 100, 86400000),
         ("lease_nl", 0, 1000000),
+        ("pressure_zero_raw", 0, 65535),
+        ("pressure_raw_per_bar", 1, 65535),
+        ("battery_low_mv", 1000, 10000),
+        ("battery_end_mv", 1000, 10000),
     )
 
     def __init__(self, stroke_nl, stroke_ms, reservoir_capacity_nl, max_nl_per_day,
-                 status_period_ms=10000, lease_nl=100000):
+                 status_period_ms=10000, lease_nl=100000, pressure_zero_raw=6554,
+                 pressure_raw_per_bar=13107, battery_low_mv=3500, battery_end_mv=3300):
         self.stroke_nl = stroke_nl
         self.stroke_ms = stroke_ms  # how long one stroke takes the motor
         self.reservoir_capacity_nl = reservoir_capacity_nl
@@ -36,6 +41,15 @@ class PumpConfig:
         # Reservoir lease: each stored snapshot already debits this much, so a power
         # cut can only under-state what is left (by at most this much), never over-state.
         self.lease_nl = lease_nl
+        # The downstream pressure sensor's calibration (board config), and the supply
+        # thresholds: low (warn) and end of service (stop while the motor can still be
+        # driven and the state written). Defaults suit a single-cell LiPo on VSYS
+        # (assumption: about 3.5 V is the last tenth of its charge; 3.3 V keeps the
+        # Pico's buck-boost and the driver in their range).
+        self.pressure_zero_raw = pressure_zero_raw
+        self.pressure_raw_per_bar = pressure_raw_per_bar
+        self.battery_low_mv = battery_low_mv
+        self.battery_end_mv = battery_end_mv
         for name, lo, hi in self.RANGES:
             value = getattr(self, name)
             if type(value) is not int or not lo <= value <= hi:

@@ -12,9 +12,11 @@
 #    (pump.line), so priming fluid is never counted and a bridge keeps the dose.
 # 4. Hot functions stay small: MicroPython puts a frame of more than 11 words (locals +
 #    value stack) on the heap, on every call.
+from pump import alarms as A
 from pump import ticks, wire
 from pump.bolus import BRIDGE, PRIME
 from pump.clock import WallClock
+from pump.detect import Pressure, Supply
 from pump.limits import Limits, Window
 from pump.line import Line
 from pump.reservoir import Reservoir
@@ -32,6 +34,13 @@ _PERIOD = const(1073741824)  # 2**30, only ever added to a negative or subtracte
 HOUSEKEEPING_MS = const(3600000)  # the longest the core sleeps; also the snapshot period
 RING = const(16)  # batches of strokes in flight the motor record holds
 CONFIRM_SLACK_MS = const(60000)  # how long a confirmation check may wait for the next stroke
+BATTERY_PERIOD_MS = const(600000)  # the supply is sampled every 10 minutes
+STOPPED_SAMPLE_MS = const(60000)  # while stopped for an occlusion, the pressure every minute
+STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the stall alarm
+
+# what the core wants the shell to read from the board (Engine.wants)
+WANT_PRESSURE = const(1)
+WANT_BATTERY = const(2)
 
 # pump states
 IDLE = "idle"  # no program or nothing in the reservoir: no strokes
@@ -42,6 +51,7 @@ STOPPED = "stopped"  # delivery stopped for a reason in self.stop_reason
 ACT_STROKES = const(1)  # take_strokes()
 ACT_FRAMES = const(2)  # take_output() and take_log()
 ACT_STATE = const(4)  # take_state()
+ACT_ANNUNCIATE = const(8)  # take_annunciation()
 
 _BASAL = const(0)  # in-flight batch kinds
 _BOLUS = const(1)
@@ -96,6 +106,24 @@ class Engine:
         self._next = 0  # signed ticks of the soonest timer
         self._aux_at = 0  # signed ticks of the soonest of the rarely moving timers
         self.actions = 0  # ACT_* bits: which take_*() has something for the shell
+        # alarms and their detectors
+        self.alarms = A.Alarms()
+        self.occl = Pressure(cfg.pressure_zero_raw, cfg.pressure_raw_per_bar)
+        self.supply = Supply(cfg.battery_low_mv, cfg.battery_end_mv)
+        self.wants = WANT_PRESSURE | WANT_BATTERY  # WANT_* bits: board readings asked for
+        self.battery_at = 0
+        self.sample_at = 0  # signed ticks of the next pressure sample while stopped (0: none)
+        self.silence_until = 0  # signed ticks a silence ends (0: not silenced)
+        self.stall_retries = STALL_RETRIES
+        self.low_nl = 2000000  # low-reservoir alarm at this volume (implantables: 1-3 mL)
+        self.low_days = 7  # ... and when the worst-case projection reaches the floor this soon
+        self.floor_nl = 0  # empty: below this the pump stops (0: when not a stroke is left)
+        self.days_to_low = -1  # worst-case projection, whole days (-1: beyond the horizon)
+        self.days_to_empty = -1
+        self.stopped_at = 0  # signed ticks delivery stopped for an alarm (0: running)
+        self.stopped_wall = None  # (weekday, ms) of the wall clock then
+        self._annunciation = A.QUIET
+        self._withholding = False  # in an episode of strokes withheld by the 24 h limit
 
     def power_up(self, now, stored=None, watchdog_reset=False):
         # stored: the bytes of the last snapshot (or None on first boot)
@@ -108,10 +136,51 @@ class Engine:
                                  "watchdog_reset": watchdog_reset,
                                  "clock": "restored" if self.clock.restored else (
                                      "set" if self.clock.valid else "not_set")})
+        self.battery_at = ticks.add(self.now, BATTERY_PERIOD_MS)
+        if watchdog_reset:
+            self._alarm_event_only(A.WATCHDOG, {})
+        self._clock_check()
         self._evaluate()
+        self._reservoir_check()
         self._persist()
         self._plan_aux()
         self._plan()
+
+    # ---- sensor readings the core asked for (wants) ---------------------------------------
+
+    def pressure(self, now, raw):
+        # The downstream pressure: one raw ADC reading, once a stroke (and every minute
+        # while stopped). Runs every stroke: small.
+        self.wants &= ~WANT_PRESSURE
+        if self.occl.sample(raw):
+            self._pressure_changed()
+
+    def battery(self, now, mv):
+        self.wants &= ~WANT_BATTERY
+        if self.supply.sample(mv):
+            self._advance(now)
+            band = self.supply.band
+            detail = {"mv": mv}
+            if band == 2:
+                self._alarm(A.END_OF_SERVICE, detail)
+            else:
+                self._alarm_gone(A.END_OF_SERVICE, detail)
+            if band == 1:
+                self._alarm(A.BATTERY_LOW, detail)
+            else:
+                self._alarm_gone(A.BATTERY_LOW, detail)
+            self._evaluate()
+            self._plan()
+
+    def storage_failed(self, now, what):
+        # The shell could not write the state file or the log.
+        self._advance(now)
+        self._alarm(A.STORAGE, {"file": what})
+        self._plan()
+
+    def take_annunciation(self):
+        # (led, tone, tone_every) for board.annunciator.set()
+        return self._annunciation
 
     def tick(self, now):
         # Returns the ms until the core next needs tick() (0: call again at once).
@@ -153,11 +222,23 @@ class Engine:
             self._aux(now)
 
     def _aux(self, now):
+        if ticks.diff(now, self.battery_at) >= 0:
+            self.battery_at = ticks.add(now, BATTERY_PERIOD_MS)
+            self.wants |= WANT_BATTERY
+        if self.sample_at and ticks.diff(now, self.sample_at) >= 0:
+            self.sample_at = ticks.add(now, STOPPED_SAMPLE_MS)
+            self.wants |= WANT_PRESSURE
+        if self.silence_until and ticks.diff(now, self.silence_until) >= 0:
+            self.silence_until = 0
+            self.alarms.silenced = False
+            self._event("silence_end", {})
+            self._annunciate()
         if ticks.diff(now, self.status_at) >= 0:
             self.status_at = ticks.add(now, self.cfg.status_period_ms)
             self._send(self.status())
         if ticks.diff(now, self.housekeeping_at) >= 0:
             self.housekeeping_at = ticks.add(now, HOUSEKEEPING_MS)
+            self._project()
             self._persist()
         self._plan_aux()
 
@@ -230,6 +311,7 @@ class Engine:
         # at worst it wakes the loop early. It is replanned where rates or state change.
         self.in_flight -= n
         self.strokes_confirmed += n
+        self.stall_retries = STALL_RETRIES
         if self.in_flight:
             self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
         self.lease_left_nl -= n * self.cfg.stroke_nl
@@ -240,7 +322,9 @@ class Engine:
             self._plan()
         if self.bolus is not None:
             self._bolus_progress()
-        if self.reservoir.volume_nl < (self.in_flight + 2) * self.cfg.stroke_nl:
+        v = self.reservoir.volume_nl
+        if v <= self.low_nl or v < self.floor_nl + (self.in_flight + 2) * self.cfg.stroke_nl:
+            self._reservoir_check()
             self._evaluate()
             self._plan()
 
@@ -316,6 +400,11 @@ class Engine:
         # The soonest of the rarely moving timers; call after any of them moves.
         now = self.now
         t = self._sooner(self.housekeeping_at, self.status_at, now)
+        t = self._sooner(t, self.battery_at, now)
+        if self.sample_at:
+            t = self._sooner(t, self.sample_at, now)
+        if self.silence_until:
+            t = self._sooner(t, self.silence_until, now)
         if self.titration is not None:
             t = self._sooner(t, self.titration[1], now)
         if self.state == RUNNING and self.segment_at:
@@ -370,30 +459,159 @@ class Engine:
         return b if db < da else a
 
     def _changed(self, at=None):
-        # After any therapy change: re-decide the state and the rates, persist, replan.
+        # After any therapy change: re-decide the state and the rates, project the
+        # reservoir, persist, replan.
         self._therapy_frame = None
         self._evaluate()
         self._retune(at)
+        self._project()
         self._persist()
         self._plan()
 
     def _evaluate(self):
-        # Decide whether delivery runs.
+        # Decide whether delivery runs: idle without a program or drug, stopped while an
+        # alarm that stops delivery is active, else running.
         stroke = self.cfg.stroke_nl
-        if self.program is None or self.reservoir.conc_ug_per_ml == 0:
+        r = self.reservoir
+        if r.conc_ug_per_ml and r.volume_nl - self.in_flight * stroke < (
+                stroke if stroke > self.floor_nl else self.floor_nl):
+            self._alarm(A.EMPTY, {"reservoir_nl": r.volume_nl})
+        stop = self.alarms.stopping()
+        if self.program is None or r.conc_ug_per_ml == 0:
             want, reason = IDLE, None
-        elif self.reservoir.volume_nl - self.in_flight * stroke < stroke:
-            want, reason = STOPPED, "reservoir_empty"
+        elif stop is not None:
+            want, reason = STOPPED, stop.code
         else:
             want, reason = RUNNING, None
         if want == self.state and reason == self.stop_reason:
             return
+        was = self.state
         self.state = want
         self.stop_reason = reason
         self._event("state", {"state": want, "reason": reason})
+        if want == STOPPED:
+            if not self.stopped_at:
+                self.stopped_at = self.now
+                self.stopped_wall = self._wall_at(self.now) if self.clock.valid else (0, 0)
+            if not self.sample_at:
+                # the pressure keeps being read, so a cleared occlusion is seen (also
+                # when the pump restarted into the stop)
+                self.sample_at = ticks.add(self.now, STOPPED_SAMPLE_MS)
+        else:
+            if was == STOPPED and want == RUNNING and self.stopped_at:
+                self._log_missed()
+            self.stopped_at = 0
+            self.sample_at = 0
         if want != RUNNING and self.bolus is not None and self.bolus.kind != BRIDGE:
             self._end_bolus(reason or want)
         self._retune()
+        self._plan_aux()
+
+    def _log_missed(self):
+        # Delivery resumes at the programmed rate from now: what the schedule programmed
+        # while the pump was stopped is not made up (no catch-up burst, IEC 60601-2-24's
+        # unintended bolus), and is logged.
+        stopped_ms = ticks.diff(self.now, self.stopped_at)
+        p = self.program
+        missed_ng = -1
+        if p is not None:
+            wd, ms = self.stopped_wall
+            missed_ng = p.schedule.integral_ng_ceil(wd, ms, stopped_ms)
+        conc = self.reservoir.conc_ug_per_ml
+        self._event("resumed", {"stopped_ms": stopped_ms, "missed_ng": missed_ng,
+                                "missed_nl": missed_ng * 1000 // conc if missed_ng > 0 and conc else 0})
+        self.stopped_at = 0
+
+    # ---- alarms -----------------------------------------------------------------------
+
+    def _alarm(self, code, detail):
+        # Raise an alarm: an event only when it is new (repeats are not news).
+        if not self.alarms.raise_(code):
+            return
+        a = self.alarms.get(code)
+        detail["code"] = code
+        detail["priority"] = A.PRIORITY_NAMES[a.priority]
+        detail["state"] = "raised"
+        self._event("alarm", detail)
+        if self.alarms.silenced:
+            # something new: the silence ends, everything active sounds again
+            self.alarms.silenced = False
+            self.silence_until = 0
+        self._annunciate()
+        if a.delivery == A.STOP and self.state == RUNNING:
+            self._evaluate()
+
+    def _alarm_gone(self, code, detail):
+        if self.alarms.gone(code):
+            detail["code"] = code
+            detail["state"] = "cleared"
+            self._event("alarm", detail)
+            self._annunciate()
+            self._evaluate()
+
+    def _alarm_release(self, code):
+        # a settings change made the condition untrue: the alarm goes whatever its rule
+        a = self.alarms.get(code)
+        if a is not None:
+            self.alarms.active.remove(a)
+            self._event("alarm", {"code": code, "state": "cleared"})
+            self._annunciate()
+
+    def _alarm_event_only(self, code, detail):
+        # an alarm for something that happened (no lasting condition): acknowledging
+        # it clears it
+        self._alarm(code, detail)
+        self.alarms.gone(code)
+
+    def _annunciate(self):
+        new = self.alarms.annunciation()
+        if new != self._annunciation:
+            self._annunciation = new
+            self.actions |= ACT_ANNUNCIATE
+
+    def _pressure_changed(self):
+        o = self.occl
+        if o.fault:
+            self._alarm(A.SENSOR, {"raw": o.last_raw})
+        else:
+            self._alarm_gone(A.SENSOR, {})
+            if o.occluded:
+                self._alarm(A.OCCLUSION, {"excess_mbar": o.excess, "baseline_mbar": o.baseline})
+            else:
+                self._alarm_gone(A.OCCLUSION, {"excess_mbar": o.excess})
+        self._evaluate()
+        self._plan()
+
+    def _clock_check(self):
+        c = self.clock
+        if c.valid and not c.restored:
+            self._alarm_gone(A.CLOCK, {})
+        else:
+            self._alarm(A.CLOCK, {"restored": c.restored})
+
+    def _reservoir_check(self):
+        # the low-reservoir alarms, by volume and by the worst-case projection
+        r = self.reservoir
+        if not r.conc_ug_per_ml or self.program is None:
+            return
+        if r.volume_nl <= self.low_nl:
+            self._alarm(A.LOW_VOLUME, {"reservoir_nl": r.volume_nl, "low_nl": self.low_nl})
+        if 0 <= self.days_to_empty <= self.low_days:
+            self._alarm(A.LOW_DAYS, {"days_to_empty": self.days_to_empty, "low_days": self.low_days})
+
+    def _project(self):
+        # When the reservoir reaches the low level and the floor, worst case (pump.projection)
+        p = self.program
+        r = self.reservoir
+        if p is None or not r.conc_ug_per_ml:
+            self.days_to_low = self.days_to_empty = -1
+            return
+        from pump.projection import Need
+        wd, ms = self._wall_at(self.now) if self.clock.valid else (0, 0)
+        need = Need(p, self._tip_conc(), wd, ms, self.paused)
+        self.days_to_low = need.days_until(r.volume_nl, self.low_nl)
+        self.days_to_empty = need.days_until(r.volume_nl, self.floor_nl)
+        self._reservoir_check()
 
     def _retune(self, at=None):
         # Set the basal clock to the rate and stroke size that apply from `at` (signed
@@ -402,7 +620,9 @@ class Engine:
         if at is None:
             at = self.now
         basal = self.basal
-        if basal.rate:
+        if basal.rate and self.state == RUNNING:
+            # (when delivery has just stopped, a stroke due this instant is not given:
+            # the stop wins, and the stroke is part of what the stop missed)
             n = basal.due(at)
             if n:
                 self._command(n, _BASAL)
@@ -427,6 +647,8 @@ class Engine:
         self._stroke_pg = k if line.uniform() and line.tip_conc() in (-1, self.reservoir.conc_ug_per_ml) else 0
         if rate != basal.rate or k != basal.k:
             basal.change(at, rate, k)
+            if self.state != RUNNING:
+                basal.drop_whole()
 
     def _wall_at(self, at):
         # (weekday, ms of day) of the wall clock at signed ticks `at` (not after now)
@@ -494,10 +716,15 @@ class Engine:
         w = self.window
         if w.total_ng + (w.pg + pg + 999) // 1000 <= self.limits.max_24h_ng:
             w.add_pg(pg)
+            self._withholding = False
             return True
         self.strokes_withheld += n
-        self._event("withheld", {"strokes": n, "window_24h_ng": w.total_ng,
-                                 "max_24h_ng": self.limits.max_24h_ng})
+        if not self._withholding:
+            # once an episode (the status counts every stroke withheld): no flood
+            self._withholding = True
+            self._event("withheld", {"strokes": n, "window_24h_ng": w.total_ng,
+                                     "max_24h_ng": self.limits.max_24h_ng})
+            self._alarm_event_only(A.LIMIT, {"limit": "max_24h", "withheld": n})
         return False
 
     def _line_pg(self, n):
@@ -508,6 +735,7 @@ class Engine:
     def _commit(self, n, kind):
         self._strokes_out += n
         self.actions |= ACT_STROKES
+        self.wants |= WANT_PRESSURE
         self.in_flight += n
         self._ring_push(kind, n)
         if kind == _BOLUS:
@@ -539,7 +767,10 @@ class Engine:
         return kind
 
     def _give_up_in_flight(self):
-        # the motor had its time: strokes still unconfirmed are counted as not delivered
+        # The motor had its time and the rotor did not confirm these strokes: they are
+        # counted as not delivered. One retry (a missed pulse or a hesitant motor), then
+        # the stall alarm. A retry after a pulse the sensor missed gives one stroke too
+        # many: the price of not stopping therapy for one bad reading.
         n = self.in_flight
         self.strokes_unconfirmed += n
         b = self.bolus
@@ -550,8 +781,15 @@ class Engine:
             self._ring_head = (i + 1) % RING
             self._ring_len -= 1
         self.in_flight = 0
-        self._event("strokes_unconfirmed", {"strokes": n})
-        if b is not None:
+        if self.stall_retries > 0:
+            self.stall_retries -= 1
+            self._event("strokes_unconfirmed", {"strokes": n, "retry": True})
+            if self.state == RUNNING:
+                self._command(n, _BASAL)
+        else:
+            self._event("strokes_unconfirmed", {"strokes": n, "retry": False})
+            self._alarm(A.STALL, {"strokes": n})
+        if b is not None and self.bolus is not None:
             self._bolus_progress()
 
     def _confirm_window(self, strokes):

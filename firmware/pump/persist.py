@@ -1,5 +1,6 @@
 # What the core tells and keeps: the status frame, and the state file that survives a
 # power cut (docs/protocol.md, "Frames at rest").
+from pump import alarms as A
 from pump import ticks, wire
 from pump.bolus import BRIDGE, Bolus
 from pump.engine import RUNNING
@@ -46,6 +47,14 @@ class Persistence:
             "bolus": b.to_wire() if b else None,
             "bridge_nl": self.line.nl_unlike(r.conc_ug_per_ml) if r.conc_ug_per_ml else 0,
             "titration_in_ms": ticks.diff(self.titration[1], self.now) if self.titration else None,
+            "reservoir_ng": r.volume_nl * r.conc_ug_per_ml // 1000,
+            "days_to_low": self.days_to_low,
+            "days_to_empty": self.days_to_empty,
+            "alarms": self.alarms.to_wire(),
+            "silenced": self.alarms.silenced,
+            "pressure_mbar": self.occl.baseline + self.occl.excess,
+            "pressure_excess_mbar": self.occl.excess,
+            "battery_mv": self.supply.mv,
         }
 
     def _rate_nl_per_day(self):
@@ -67,6 +76,7 @@ class Persistence:
                 "program": self.program.to_dict() if self.program else None,
                 "limits": self.limits.to_dict(),
                 "paused": self.paused,
+                "alarm_settings": [self.low_nl, self.low_days, self.floor_nl],
             })
         return self._therapy_frame + self._counters_frame()
 
@@ -88,6 +98,10 @@ class Persistence:
             "line": self.line.to_wire(),
             "window": self.window.to_wire(),
             "patient_ago_ms": [ticks.diff(self.now, t) for t in self._patient_recent()],
+            # alarm latches: what was active (and acknowledged) survives a restart, and
+            # the pressure baseline with them (a blocked line must not become the norm)
+            "alarms": [[a.code, a.acked] for a in self.alarms.active],
+            "pressure_baseline_mbar": self.occl.baseline if self.occl.have_baseline else None,
         })
 
     def _restore(self, stored):
@@ -112,6 +126,21 @@ class Persistence:
                 self.clock.set(clock["day"], clock["ms"])
                 self.clock.restored = True
             self.paused = t["paused"]
+            self.low_nl, self.low_days, self.floor_nl = t["alarm_settings"]
+            for code, acked in s["alarms"]:
+                if code in A.TABLE and code != A.CLOCK:
+                    self.alarms.raise_(code)
+                    self.alarms.get(code).acked = acked
+            # the detectors resume where they were, so a condition that still holds keeps
+            # its alarm and one that has gone clears it
+            base = s["pressure_baseline_mbar"]
+            if base is not None:
+                self.occl.baseline = base
+                self.occl.have_baseline = True
+            self.occl.occluded = self.alarms.get(A.OCCLUSION) is not None
+            self.occl.fault = self.alarms.get(A.SENSOR) is not None
+            self.supply.band = 2 if self.alarms.get(A.END_OF_SERVICE) else (
+                1 if self.alarms.get(A.BATTERY_LOW) else 0)
             if conc:
                 self.reservoir.fill(s["reservoir_nl"], conc)
                 self.reservoir.delivered_nl = s["delivered_nl"]
@@ -130,6 +159,9 @@ class Persistence:
             return False
         if self.line.nl_unlike(self.reservoir.conc_ug_per_ml):
             self.bolus = Bolus(BRIDGE, 0, 0, 0, self.now)
+        if self.alarms.active:
+            self._event("alarms_restored", {"alarms": self.alarms.to_wire()})
+            self._annunciate()
         return True
 
     def _ago(self, ago_ms):

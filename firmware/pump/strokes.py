@@ -124,6 +124,16 @@ class StrokeClock:
         self.strokes += n
         return n
 
+    def drop_whole(self):
+        # Forget whole strokes of progress (a stop: what fell due is missed, not owed);
+        # the fraction of a stroke stays. Call after change() to rate 0.
+        split = self.split
+        if self.lo >= split:
+            self.hi += self.lo // split
+            self.lo %= split
+        while self.hi >= self.k:
+            self.hi -= self.k
+
     def due_one(self, now):
         # 1 if a stroke fell due at or before `now` (and advance past it), else 0
         if not self.rate or ticks.diff(now, self.t_next) < 0:

@@ -2,6 +2,7 @@
 # fill and bridge, boluses, priming, titration, pause. Each returns None when done, or
 # the reason it was refused (naming the field or the limit, and the numbers); every
 # refusal is an event. None of this runs per stroke.
+from pump import alarms as A
 from pump import guard, ticks
 from pump.bolus import BRIDGE, CLINICIAN, PATIENT, PRIME, Bolus
 from pump.clock import DAY_MAX, WallClock
@@ -18,6 +19,11 @@ except ImportError:
         return x
 
 TITRATION_DELAY_MS_MAX = const(518400000)  # 6 days: within reach of the tick counter
+# A refill's withdrawn residual may differ from the pump's account by this much, or by a
+# tenth of the account if more, before it is flagged (a leak, a catheter problem, or a
+# previous fill that went partly into the pocket). A project choice, to be set clinically.
+RESIDUAL_TOLERANCE_NL = const(500000)
+LOW_DAYS_MAX = const(60)
 LINE_CONCS_MAX = const(3)  # concentrations queued in the line at once (a bridge at a time)
 
 
@@ -93,6 +99,7 @@ class TherapyOps:
                     fields["repeated_ng"] = self.program.schedule.integral_ng_ceil(c2.weekday(), ms, -moved_ms)
         c.set(day, ms)
         self._event("clock", fields)
+        self._clock_check()
         self._changed()
         return None
 
@@ -131,6 +138,9 @@ class TherapyOps:
         self.basal.strokes = 0
         self.patient_ng = 0
         self.patient_pg = 0
+        for code in self.alarms.refilled():
+            self._event("alarm", {"code": code, "state": "cleared"})
+        self._annunciate()
         fields = {"volume_nl": volume_nl, "conc_ug_per_ml": conc_ug_per_ml}
         if changed:
             fields["bridge_nl"] = self.line.nl_unlike(conc_ug_per_ml)
@@ -299,6 +309,95 @@ class TherapyOps:
         self._changed()
         return None
 
+    def refill(self, now, withdrawn_nl, volume_nl, conc_ug_per_ml, conc_again, bridge=False):
+        # The refill workflow: the residual the clinician withdrew is compared with what
+        # the pump expects to be left (a difference beyond the tolerance is flagged); the
+        # concentration is entered twice and must agree; then the new fill (with the
+        # bridge when the concentration changes: see fill()).
+        self._op(now)
+        if conc_ug_per_ml != conc_again:
+            return self._refuse("refill", None, "the concentration was entered as %r and as %r: they must agree"
+                                % (conc_ug_per_ml, conc_again), "conc_again")
+        cap = self.cfg.reservoir_capacity_nl
+        if type(withdrawn_nl) is not int or not 0 <= withdrawn_nl <= cap:
+            return self._refuse("refill", None, "withdrawn_nl=%r: outside the allowed range 0..%d nL"
+                                % (withdrawn_nl, cap), "withdrawn_nl")
+        expected = self.reservoir.volume_nl
+        tolerance = expected // 10 if expected // 10 > RESIDUAL_TOLERANCE_NL else RESIDUAL_TOLERANCE_NL
+        difference = withdrawn_nl - expected
+        mismatch = abs(difference) > tolerance
+        reason = self.fill(now, volume_nl, conc_ug_per_ml, bridge)
+        if reason is not None:
+            return reason
+        self._event("refill", {"expected_nl": expected, "withdrawn_nl": withdrawn_nl,
+                               "difference_nl": difference, "tolerance_nl": tolerance, "mismatch": mismatch})
+        if mismatch:
+            # more left than expected: the pump delivered less than it counted (a leak,
+            # a blocked catheter); less: drug went somewhere (the pocket?) or was lost
+            self._alarm_event_only(A.RESIDUAL, {"expected_nl": expected, "withdrawn_nl": withdrawn_nl})
+        self._plan()
+        return None
+
+    def ack(self, now):
+        # Acknowledge the active alarms: those that clear on acknowledgement and whose
+        # condition is gone clear; a stalled motor counts as looked at (delivery resumes
+        # and the motor is tried again).
+        self._op(now)
+        if self.alarms.get(A.STALL) is not None:
+            self.alarms.gone(A.STALL)
+            self.stall_retries = 1
+        cleared = self.alarms.ack()
+        for code in cleared:
+            self._event("alarm", {"code": code, "state": "cleared"})
+        self._event("ack", {"cleared": cleared})
+        self._annunciate()
+        self._changed()
+        return None
+
+    def silence(self, now, minutes):
+        # The patient silences the sound for a bounded time; the light stays. Anything
+        # new, and everything still active when the time is up, sounds again.
+        self._op(now)
+        limit = A.SILENCE_MS_MAX // 60000
+        if type(minutes) is not int or not 1 <= minutes <= limit:
+            return self._refuse("silence", None, "minutes=%r: 1..%d" % (minutes, limit), "minutes")
+        if self.alarms.top() is None:
+            return self._refuse("silence", None, "no alarm to silence")
+        self.alarms.silenced = True
+        self.silence_until = ticks.add(self.now, minutes * 60000)
+        self._event("silence", {"minutes": minutes})
+        self._annunciate()
+        self._plan_aux()
+        self._plan()
+        return None
+
+    def set_alarm_settings(self, now, fields):
+        # The low-reservoir alarm levels (volume, days left) and the empty floor.
+        self._op(now)
+        cap = self.cfg.reservoir_capacity_nl
+        if type(fields) is not dict:
+            return self._refuse("alarm_settings", None, "must be an object")
+        values = []
+        for name, lo, hi in (("low_reservoir_nl", 0, cap), ("low_days", 0, LOW_DAYS_MAX),
+                             ("empty_floor_nl", 0, cap)):
+            v = fields.get(name)
+            if type(v) is not int or not lo <= v <= hi:
+                return self._refuse("alarm_settings", None, "%s=%r: a whole number in %d..%d" % (name, v, lo, hi),
+                                    name)
+            values.append(v)
+        if values[2] > values[0]:
+            return self._refuse("alarm_settings", None, "empty_floor_nl=%d: above low_reservoir_nl=%d"
+                                % (values[2], values[0]), "empty_floor_nl")
+        self.low_nl, self.low_days, self.floor_nl = values
+        self._event("alarm_settings", {"low_reservoir_nl": self.low_nl, "low_days": self.low_days,
+                                       "empty_floor_nl": self.floor_nl})
+        # the low alarms hold until a refill; new levels that no longer apply release them
+        # (the projection below raises them again if they still do)
+        self._alarm_release(A.LOW_VOLUME)
+        self._alarm_release(A.LOW_DAYS)
+        self._changed()
+        return None
+
     def _op(self, now):
         # Start of every therapy operation: whatever fell due before `now` (strokes, step
         # boundaries, a titration) happens first, under the settings it fell due under.
@@ -354,5 +453,7 @@ class TherapyOps:
             reason = "%s; next allowed in %d min" % (reason, (retry_in_ms + 59999) // 60000)
             fields["reason"] = reason
         self._event("refused", fields)
+        if limit is not None:
+            self._alarm_event_only(A.LIMIT, {"limit": limit, "what": what})
         self._plan()
         return reason

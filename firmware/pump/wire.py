@@ -28,24 +28,18 @@ def dumps(obj):
     return "".join(out)
 
 
-_key_cache = {}  # dict keys recur in every frame: encode each once
-
-
 def _dump(obj, out):
     t = type(obj)
     if t is int:
         out.append(str(obj))
     elif t is dict:
+        # Keys are the core's own ASCII identifiers, which the C json.dumps of both
+        # runtimes writes identically (and fast); values go through _string.
         sep = "{"
-        cache = _key_cache
         for k in sorted(obj):
-            key = cache.get(k)
-            if key is None:
-                key = _string(k) + ":"
-                if len(cache) < 256:
-                    cache[k] = key
             out.append(sep)
-            out.append(key)
+            out.append(json.dumps(k))
+            out.append(":")
             _dump(obj[k], out)
             sep = ","
         out.append("}" if sep == "," else "{}")

@@ -70,7 +70,9 @@ class World:
     def reset(self, start_ms=0):
         self.now_us = start_ms * 1000
         self.pins = {}
-        self.adc = [0, 0, 0, 0, 0]  # channels 0-3 = GP26-GP29, 4 = temperature sensor
+        # channels 0-3 = GP26-GP29, 4 = temperature sensor; defaults as on a bench: the
+        # pressure sensor at 0 bar (0.5 V x 2/3), VSYS 4.8 V from USB (/3), 27 degC
+        self.adc = [6619, 0, 0, 31775, 14022]
         self.pwm = {}
         self.timers = []
         self.machines = []  # rp2 fake state machines

@@ -4,6 +4,7 @@ from pump import ticks, wire
 from pump.core import Pump, PumpConfig
 
 KEEP = 100
+MBAR_PER_STROKE = 200  # a 250 nL stroke into a blocked line (docs/simulator.md)
 
 BACLOFEN_500 = {"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 200}
 START_TICKS = (1 << 30) - 10000  # wraps ten seconds in
@@ -23,6 +24,13 @@ class Bench:
         self.elapsed_ms = 0
         self.motor_turns = True  # False: a stall (no strokes, no pulses)
         self.sensor_pulses = True  # False: strokes happen but the rotor sensor is silent
+        # the board readings, as the core asks for them (pump.wants)
+        self.baseline_mbar = 12  # CSF pressure at the catheter tip
+        self.occluded = False  # a blocked line: each stroke adds MBAR_PER_STROKE, kept
+        self.line_mbar = 0  # pressure stored in the blocked line
+        self.pressure_raw = None  # a fixed raw reading instead (a sensor fault)
+        self.battery_mv = 4800
+        self.noise = 0  # a count of noise that alternates, as a live ADC shows
         self.in_motor = 0  # strokes commanded, not yet turned
         self.turned = 0  # strokes the motor really made
         self.reader = wire.Reader()
@@ -56,11 +64,26 @@ class Bench:
             if len(self.states) > 3:
                 self.states.pop(0)
 
+    def feed(self):
+        # the readings the core asked for, as the shell takes them from the board
+        p = self.pump
+        if p.wants & 1:  # WANT_PRESSURE
+            raw = self.pressure_raw
+            if raw is None:
+                self.noise = 1 - self.noise
+                mbar = self.baseline_mbar + self.line_mbar
+                raw = p.cfg.pressure_zero_raw + mbar * p.cfg.pressure_raw_per_bar // 1000 + self.noise
+            p.pressure(self.board_now, raw)
+        if p.wants & 2:  # WANT_BATTERY
+            p.battery(self.board_now, self.battery_mv)
+        self._collect()
+
     def advance(self, ms):
         # Move time by `ms`, waking at every core deadline on the way, like the shell.
         end = self.elapsed_ms + ms
         while True:
             p = self.pump
+            self.feed()
             wait = p.tick(self.board_now)
             self._collect()
             if self.in_motor:
@@ -69,6 +92,8 @@ class Bench:
                 self.in_motor = 0
                 if self.motor_turns:
                     self.turned += n
+                    if self.occluded:
+                        self.line_mbar += n * MBAR_PER_STROKE
                     if self.sensor_pulses:
                         p.rotor(self.board_now, n)
                         self._collect()

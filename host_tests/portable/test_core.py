@@ -50,18 +50,21 @@ def test_strokes_are_evenly_spaced():
     assert all(g == 54000 for g in gaps), gaps
 
 
-def test_only_confirmed_strokes_count():
+def test_only_confirmed_strokes_count_and_a_silent_rotor_raises_the_stall_alarm():
     b = _running_bench()
     b.sensor_pulses = False  # the motor turns, the rotor sensor stays silent
-    # the 400th stroke falls at 6 h; its pulse is looked for with the 401st, 54 s later
-    b.advance(DAY_MS // 4 + 54000)
+    b.advance(DAY_MS // 4)
     p = b.pump
-    assert b.turned == 401
+    # stroke 1 unconfirmed by stroke 2's time: retried with it; unconfirmed again by
+    # stroke 3's time: the stall alarm, and delivery stops
+    assert p.state == "stopped" and p.stop_reason == "motor_stall"
+    assert b.turned == 3
     assert p.strokes_confirmed == 0
     assert p.reservoir.delivered_nl == 0
     assert p.reservoir.volume_nl == 20000000
-    assert p.strokes_unconfirmed == 400
-    assert b.count("event:strokes_unconfirmed") == 400
+    assert p.strokes_unconfirmed == 3
+    assert b.count("event:strokes_unconfirmed") == 2
+    assert b.bodies("event", "alarm")[-1]["code"] == "motor_stall"
 
 
 def test_a_refused_program_leaves_the_running_one_untouched():

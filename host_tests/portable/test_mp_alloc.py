@@ -52,7 +52,9 @@ def test_a_continuous_program_runs_without_allocating():
     a, board = _pump_running("alloc-cont", {"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 2000})
     made = board.head.strokes_made
     assert _allocated_over_passes(a, board) == 0
-    assert board.head.strokes_made - made >= PASSES - 1  # the passes did deliver
+    # the passes did deliver: one stroke each, but for the supply checks (every 10 min,
+    # so two in the window) and the first pass
+    assert board.head.strokes_made - made >= PASSES - 3
 
 
 def test_the_measure_sees_an_allocation():
