@@ -24,6 +24,15 @@ class FsStorage:
             f.write(data)
         os.rename(tmp, self._path(name))
 
+    def read_at(self, name, offset, size):
+        # up to `size` bytes from `offset` (b"" at or past the end; None if absent)
+        try:
+            with open(self._path(name), "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        except OSError:
+            return None
+
     def append(self, name, data):
         with open(self._path(name), "ab") as f:
             f.write(data)

@@ -1,7 +1,7 @@
 # The shell: one loop that owns time and I/O. It feeds the core events from the board
 # and carries out the core's actions through the board. No therapy decision lives here.
 from pump.core import LOG_FILE, STATE_FILE, PumpConfig
-from pump.engine import ACT_ANNUNCIATE, ACT_FRAMES, ACT_STATE, ACT_STROKES, WANT_BATTERY, WANT_PRESSURE
+from pump.engine import ACT_ANNUNCIATE, ACT_FRAMES, ACT_STATE, ACT_STROKES, WANT_BATTERY, WANT_LOG, WANT_PRESSURE
 
 try:
     from micropython import const
@@ -9,6 +9,8 @@ except ImportError:
     def const(x):
         return x
 
+KEYS_FILE = "keys"  # the command keys, written by the tools (docs/security.md)
+LOG_CHUNK = const(4096)  # a log export reads this much a pass (pump.commands.LOG_CHUNK)
 LOG_MAX_BYTES = const(65536)  # then the log rotates to LOG_FILE + ".1" (one old file kept)
 WATCHDOG_MS = const(8000)  # the RP2040 watchdog's limit is 8388 ms
 DUTY_PERCENT = const(50)  # the fastest program may keep the motor busy this share of time
@@ -54,6 +56,7 @@ class App:
         b = self.board
         b.watchdog.start(WATCHDOG_MS)
         b.stepper.direction(True)
+        self.pump.set_identity(b.device_id, b.storage.read(KEYS_FILE))
         self.pump.power_up(b.ticks_ms(), b.storage.read(STATE_FILE), b.watchdog.caused_reset())
         self._carry_out()
 
@@ -88,9 +91,13 @@ class App:
             b.wait(self.step())
 
     def _carry_out(self):
+        # The state first: a command's counter (and every therapy change) is on the flash
+        # before any stroke or answer it caused leaves the pump (docs/security.md).
         p = self.pump
         x = p.actions
         p.actions = 0
+        if x & ACT_STATE:
+            self._write_state(p.take_state())
         if x & ACT_STROKES:
             self._turn(p.take_strokes())
         if x & ACT_FRAMES:
@@ -99,12 +106,10 @@ class App:
         if x & ACT_ANNUNCIATE:
             led, tone, every = p.take_annunciation()
             self.board.annunciator.set(led, tone, every)
-        if x & ACT_STATE:
-            x = p.take_state()
-            if x is not None:
-                self._write_state(x)
 
     def _write_state(self, data):
+        if data is None:
+            return
         try:
             self.board.storage.write(STATE_FILE, data)
         except OSError:
@@ -119,6 +124,23 @@ class App:
             p.pressure(now, self._pressure_raw())
         if p.wants & WANT_BATTERY:
             p.battery(now, self.board.battery.read_mv())
+        if p.wants & WANT_LOG:
+            self._serve_log(now)
+
+    def _serve_log(self, now):
+        # a log export (the `log` command): the next piece of the stored log, read here
+        # because the core does no I/O
+        p = self.pump
+        s = self.board.storage
+        name = p.log_file
+        if name is None:
+            p.log_begin(now, s.size(LOG_FILE + ".1"), s.size(LOG_FILE))
+            return
+        try:
+            data = s.read_at(name, p.log_offset, LOG_CHUNK)
+        except OSError:
+            data = None
+        p.log_chunk(now, data)
 
     def _turn(self, strokes):
         if not strokes:

@@ -86,6 +86,7 @@ def test_board_has_every_documented_call(kind, tmp_path):
             lo, hi = _arity(fn)
             assert lo <= nargs <= hi, "%s board: %s.%s takes %d..%d args, doc says %d" % (
                 kind, part, name, lo, hi, nargs)
+    assert isinstance(board.device_id, str) and board.device_id
     assert isinstance(board.pressure.read_raw(), int)
     assert isinstance(board.battery.read_mv(), int)
 

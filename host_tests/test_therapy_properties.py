@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from corekit import Bench, Reference, make_pump
 from pump import wire
+from pump.program import fastest_bolus_min
 
 DAY_MS = 86400000
 MIN_MS = 60000
@@ -127,7 +128,10 @@ def test_basal_and_boluses_add_up_exactly_over_30_days(scenario):
 def limit_scenarios(draw):
     conc = 2000
     dose = draw(st.integers(100, 600)) * 1000
-    pb = {"dose_ng": draw(st.integers(5, 50)) * 1000, "duration_min": draw(st.integers(1, 30)),
+    pb_ng = draw(st.integers(5, 50)) * 1000
+    # no faster than the head can give it (a faster one is refused when programmed)
+    fastest = fastest_bolus_min(pb_ng, conc, make_pump().cfg.max_nl_per_day)
+    pb = {"dose_ng": pb_ng, "duration_min": draw(st.integers(fastest, 30)),
           "lockout_min": draw(st.integers(10, 240)), "max_per_24h": draw(st.integers(1, 8))}
     max_24h = dose + pb["dose_ng"] * pb["max_per_24h"] + draw(st.integers(0, 100)) * 1000
     limits = {"max_rate_ng_per_day": dose, "max_24h_ng": max_24h,

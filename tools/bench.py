@@ -2,12 +2,14 @@
 # is shown next to ratios that are not (simulated time per wall time, MicroPython vs
 # CPython). Nothing here asserts: a figure off target is printed as such.
 #   python -m tools.bench [--days 90] [--quick]
+# --quick: 10 simulated days, and fewer seeds for the alarm figures (tools/bench_alarms.py).
 import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "tools", "bench_scenario.py")
@@ -100,7 +102,7 @@ def simulation_speed(days, image):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Print the project's performance figures.")
     ap.add_argument("--days", type=int, default=90)
-    ap.add_argument("--quick", action="store_true", help="10 simulated days, for a smoke run")
+    ap.add_argument("--quick", action="store_true", help="10 simulated days and fewer seeds, for a smoke run")
     opts = ap.parse_args(argv)
     days = 10 if opts.quick else opts.days
     if not os.path.exists(MICROPYTHON):
@@ -128,6 +130,14 @@ def main(argv=None):
           "(a sample may fall inside a 160 ms stroke).")
     print("Target: never more than one stroke: %s (largest %.3f strokes)." % (
         "meets" if overall <= 1 else "MISSES", float(overall)))
+
+    from tools import bench_alarms
+    t0 = time.monotonic()
+    for title, header, rows, notes in bench_alarms.tables(days, quick=opts.quick):
+        table(title, header, rows)
+        for note in notes:
+            print(note)
+    print("The alarm figures took %.1f s of wall time." % (time.monotonic() - t0))
 
     total, files = mpy_size()
     table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",

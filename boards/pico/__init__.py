@@ -52,6 +52,11 @@ class Board:
             _ensure_dir(config.STORAGE_DIR)
             storage = FsStorage(config.STORAGE_DIR)
         self.storage = storage
+        # the device id the command keys are bound to (docs/security.md): the RP2040's
+        # unique flash id, as hex
+        import binascii
+        import machine
+        self.device_id = binascii.hexlify(machine.unique_id()).decode()
         if link is None:
             from boards.stdiolink import StdioLink
             link = StdioLink()

@@ -102,6 +102,7 @@ class Board:
 
     def __init__(self, storage_dir, link, speed=0, seed=1, config=default_config):
         self.config = config
+        self.device_id = "sim-%d" % seed  # what the command keys are bound to
         self.clock = Clock(config.START_TICKS)
         line = Line()
         self.line = LineView(line, self.clock)  # the truth, as of now

@@ -5,6 +5,8 @@
 #   pump.engine   time, stroke clocks, motor record, telemetry (the per-stroke paths)
 #   pump.therapy  the operations that change therapy, with their checks
 #   pump.persist  the status frame and the state file
+# and pump.commands, the link's commands (checked, authenticated by pump.auth), is loaded
+# at the first frame from the link.
 # Engine comes first among the bases, so the per-stroke method lookups end there.
 from pump.engine import Engine
 from pump.persist import Persistence

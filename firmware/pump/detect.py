@@ -28,9 +28,12 @@ STUCK_SAMPLES = const(64)
 # A noisy sensor jumps up and down; an occlusion only climbs. A reading more than
 # JUMP_MBAR from the one before, in the other direction from the last such jump, counts
 # toward noise; NOISY_JUMPS of them (each one that is not a jump takes one back) is a
-# fault, as is any sample while that count stays high.
+# fault, and the fault holds until CALM_SAMPLES readings in a row are not jumps (the
+# hysteresis: a noisy sensor's count hovers at the threshold, and without it the alarm
+# came and went every few readings, letting noise into the occlusion detector between).
 JUMP_MBAR = const(100)
 NOISY_JUMPS = const(6)
+CALM_SAMPLES = const(16)
 
 
 class Pressure:
@@ -49,6 +52,8 @@ class Pressure:
         self.last_mbar = 0
         self.jump_sign = 0  # direction of the last large jump
         self.jumps = 0  # alternating large jumps, less the calm readings since
+        self.calm = 0  # readings in a row that were not jumps (up to CALM_SAMPLES)
+        self.noisy = False
         self.fault = False
 
     def sample(self, raw):
@@ -75,14 +80,22 @@ class Pressure:
         d = mbar - self.last_mbar
         self.last_mbar = mbar
         if d > JUMP_MBAR or d < -JUMP_MBAR:
+            self.calm = 0
             sign = 1 if d > 0 else -1
             if sign != self.jump_sign:
                 self.jump_sign = sign
                 if self.jumps < NOISY_JUMPS:
                     self.jumps += 1
-        elif self.jumps:
-            self.jumps -= 1
-        return self.jumps >= NOISY_JUMPS
+        else:
+            if self.calm < CALM_SAMPLES:
+                self.calm += 1
+            if self.jumps:
+                self.jumps -= 1
+        if self.jumps >= NOISY_JUMPS:
+            self.noisy = True
+        elif self.calm >= CALM_SAMPLES:
+            self.noisy = False
+        return self.noisy
 
     def _occlusion(self, mbar):
         a = self.s2

@@ -14,6 +14,7 @@
 #    value stack) on the heap, on every call.
 from pump import alarms as A
 from pump import ticks, wire
+from pump.auth import Auth, parse_keys
 from pump.bolus import BRIDGE, PRIME
 from pump.clock import WallClock
 from pump.detect import Pressure, Supply
@@ -33,6 +34,7 @@ _HALF = const(536870912)  # 2**29: see pump.ticks; inlined in the per-stroke pat
 _PERIOD = const(1073741824)  # 2**30, only ever added to a negative or subtracted from a positive
 HOUSEKEEPING_MS = const(3600000)  # the longest the core sleeps; also the snapshot period
 RING = const(16)  # batches of strokes in flight the motor record holds
+CONFIRM_LATENCY_MS = const(250)  # a rotor pulse is seen this long after its stroke, at most
 CONFIRM_SLACK_MS = const(60000)  # how long a confirmation check may wait for the next stroke
 BATTERY_PERIOD_MS = const(600000)  # the supply is sampled every 10 minutes
 STOPPED_SAMPLE_MS = const(60000)  # while stopped for an occlusion, the pressure every minute
@@ -41,6 +43,7 @@ STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the s
 # what the core wants the shell to read from the board (Engine.wants)
 WANT_PRESSURE = const(1)
 WANT_BATTERY = const(2)
+WANT_LOG = const(4)  # a log export runs: the shell reads the next piece of the log
 
 # pump states
 IDLE = "idle"  # no program or nothing in the reservoir: no strokes
@@ -98,6 +101,19 @@ class Engine:
         self.status_at = 0
         self.housekeeping_at = 0
         self.reader = wire.Reader()
+        # commands and their authentication (pump.commands, pump.auth)
+        self.dev = ""
+        self.auth = Auth()
+        self.keys_problem = None
+        self.link_stats = wire.LinkStats()
+        self.host_seq = None  # seq of the last frame accepted from the host
+        self.bad_frame_at = None  # signed ticks of the last bad_frame result
+        self.last_refusal = None  # the fields of the last `refused` event
+        self.log_re = None  # a log export runs: the seq of its command, ...
+        self.log_file = None  # ...the file being read (None: sizes first)...
+        self.log_offset = 0  # ...where...
+        self.log_records = 0
+        self.log_corrupt = 0
         self._strokes_out = 0
         self._out = []
         self._log = []
@@ -136,6 +152,8 @@ class Engine:
                                  "watchdog_reset": watchdog_reset,
                                  "clock": "restored" if self.clock.restored else (
                                      "set" if self.clock.valid else "not_set")})
+        if self.keys_problem is not None:
+            self._event("keys_invalid", {"reason": self.keys_problem})
         self.battery_at = ticks.add(self.now, BATTERY_PERIOD_MS)
         if watchdog_reset:
             self._alarm_event_only(A.WATCHDOG, {})
@@ -153,6 +171,10 @@ class Engine:
         # while stopped). Runs every stroke: small.
         self.wants &= ~WANT_PRESSURE
         if self.occl.sample(raw):
+            # the reading comes before tick() in the loop's pass: bring the clocks to it
+            # first, or a stop starts (and a resume restarts the basal) at the previous
+            # pass, a minute back while stopped: a minute's strokes as a catch-up burst
+            self._advance(now)
             self._pressure_changed()
 
     def battery(self, now, mv):
@@ -160,22 +182,27 @@ class Engine:
         if self.supply.sample(mv):
             self._advance(now)
             band = self.supply.band
-            detail = {"mv": mv}
+            # each event its own detail (the alarm calls add code, priority and state);
+            # at end of service the supply is still below the low threshold, so
+            # battery_low stays (its condition has not gone)
             if band == 2:
-                self._alarm(A.END_OF_SERVICE, detail)
+                self._alarm(A.END_OF_SERVICE, {"mv": mv})
             else:
-                self._alarm_gone(A.END_OF_SERVICE, detail)
-            if band == 1:
-                self._alarm(A.BATTERY_LOW, detail)
+                self._alarm_gone(A.END_OF_SERVICE, {"mv": mv})
+            if band:
+                self._alarm(A.BATTERY_LOW, {"mv": mv})
             else:
-                self._alarm_gone(A.BATTERY_LOW, detail)
+                self._alarm_gone(A.BATTERY_LOW, {"mv": mv})
             self._evaluate()
             self._plan()
 
     def storage_failed(self, now, what):
-        # The shell could not write the state file or the log.
+        # The shell could not write the state file or the log. A failed write is
+        # something that happened, with no condition the core could watch go away: the
+        # acknowledgement clears it, and a flash that still fails raises it again at the
+        # next write (the acknowledgement's own log record, at the latest).
         self._advance(now)
-        self._alarm(A.STORAGE, {"file": what})
+        self._alarm_event_only(A.STORAGE, {"file": what})
         self._plan()
 
     def take_annunciation(self):
@@ -328,11 +355,25 @@ class Engine:
             self._evaluate()
             self._plan()
 
+    # ---- the link: pump.commands is loaded at the first frame (its RAM counts) ---------
+
+    def set_identity(self, dev, keys_data):
+        # The board's device id and the bytes of its `keys` file (None if absent); before
+        # power_up(). A bad file leaves the pump without keys (no therapy command runs).
+        self.dev = dev
+        self.auth.keys, self.keys_problem = parse_keys(keys_data, dev)
+
     def received(self, now, data):
-        self._advance(now)
-        for frame in self.reader.feed(data):
-            self._command_frame(frame)
-        self._plan()
+        from pump import commands
+        commands.received(self, now, data)
+
+    def log_begin(self, now, old_size, new_size):
+        from pump import commands
+        commands.log_begin(self, now, old_size, new_size)
+
+    def log_chunk(self, now, data):
+        from pump import commands
+        commands.log_chunk(self, now, data)
 
     def _persist(self):
         # ask the shell to write the state file
@@ -409,6 +450,8 @@ class Engine:
             t = self._sooner(t, self.titration[1], now)
         if self.state == RUNNING and self.segment_at:
             t = self._sooner(t, self.segment_at, now)
+        if self.log_re is not None:
+            t = now  # a log export runs: one piece a pass, no sleeping meanwhile
         self._aux_at = t
 
     def _plan(self):
@@ -473,8 +516,8 @@ class Engine:
         # alarm that stops delivery is active, else running.
         stroke = self.cfg.stroke_nl
         r = self.reservoir
-        if r.conc_ug_per_ml and r.volume_nl - self.in_flight * stroke < (
-                stroke if stroke > self.floor_nl else self.floor_nl):
+        if r.conc_ug_per_ml and r.volume_nl - self.in_flight * stroke < self.floor_nl + stroke:
+            # not a whole stroke left above the floor (the unusable residual)
             self._alarm(A.EMPTY, {"reservoir_nl": r.volume_nl})
         stop = self.alarms.stopping()
         if self.program is None or r.conc_ug_per_ml == 0:
@@ -533,6 +576,7 @@ class Engine:
         detail["priority"] = A.PRIORITY_NAMES[a.priority]
         detail["state"] = "raised"
         self._event("alarm", detail)
+        self._persist()  # the latch must survive a restart that comes before the next snapshot
         if self.alarms.silenced:
             # something new: the silence ends, everything active sounds again
             self.alarms.silenced = False
@@ -546,6 +590,7 @@ class Engine:
             detail["code"] = code
             detail["state"] = "cleared"
             self._event("alarm", detail)
+            self._persist()
             self._annunciate()
             self._evaluate()
 
@@ -700,7 +745,7 @@ class Engine:
 
     def _command(self, n, kind):
         # n strokes fell due: command those the reservoir covers and the 24 h limit allows.
-        room = self.reservoir.volume_nl // self.cfg.stroke_nl - self.in_flight
+        room = (self.reservoir.volume_nl - self.floor_nl) // self.cfg.stroke_nl - self.in_flight
         if n > room:
             n = room if room > 0 else 0
         if n and not self._within_24h(n):
@@ -740,7 +785,12 @@ class Engine:
         self._ring_push(kind, n)
         if kind == _BOLUS:
             self.bolus.strokes_commanded += n
-        self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
+        if self.in_flight == n:
+            # the motor was idle: these strokes must show within their window. Strokes
+            # added to a running batch do not move the deadline (at a high rate one would
+            # every time, and a stall would never be seen): the oldest stroke must still
+            # show by it, and each confirmation renews it for the rest (_confirmed).
+            self.confirm_by = ticks.add(self.now, self._confirm_window(n))
 
     def _ring_push(self, kind, n):
         i = (self._ring_head + self._ring_len - 1) % RING
@@ -794,7 +844,8 @@ class Engine:
 
     def _confirm_window(self, strokes):
         # Time the motor gets to turn `strokes` strokes before they count as unconfirmed.
-        return strokes * self.cfg.stroke_ms * 2 + 1000
+        # Twice the motor's time, plus CONFIRM_LATENCY_MS for the loop to see the pulse.
+        return strokes * self.cfg.stroke_ms * 2 + CONFIRM_LATENCY_MS
 
     def _bolus_progress(self):
         b = self.bolus
@@ -816,16 +867,6 @@ class Engine:
         self.program = program
         self._event("program", program.to_dict())
         self._changed(at)
-
-    def _command_frame(self, frame):
-        body = frame.body
-        cmd = body.get("cmd")
-        if cmd == "status":
-            self._send(self.status())
-            self._send({"t": "result", "cmd": cmd, "re": frame.seq, "ok": True, "code": "ok"})
-        else:
-            self._send({"t": "result", "cmd": cmd if type(cmd) is str else None,
-                        "re": frame.seq, "ok": False, "code": "unknown_command"})
 
     def _send(self, body):
         self.actions |= ACT_FRAMES

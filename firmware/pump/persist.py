@@ -1,6 +1,7 @@
 # What the core tells and keeps: the status frame, and the state file that survives a
 # power cut (docs/protocol.md, "Frames at rest").
 from pump import alarms as A
+from pump import auth as AU
 from pump import ticks, wire
 from pump.bolus import BRIDGE, Bolus
 from pump.engine import RUNNING
@@ -55,7 +56,18 @@ class Persistence:
             "pressure_mbar": self.occl.baseline + self.occl.excess,
             "pressure_excess_mbar": self.occl.excess,
             "battery_mv": self.supply.mv,
+            "link": self._link_wire(),
+            "auth": {"ctr": {AU.CLINICIAN: self.auth.ctr[AU.CLINICIAN], AU.PATIENT: self.auth.ctr[AU.PATIENT]},
+                     "failures": self.auth.failures, "locked_ms": self.auth.locked_ms(self.now)},
         }
+
+    def _link_wire(self):
+        r = self.reader
+        st = self.link_stats
+        return {"frames": st.frames, "bad_crc": r.bad_crc, "bad_format": r.bad_format, "oversize": r.oversize,
+                "garbage_bytes": r.garbage_bytes, "out_of_order": st.out_of_order, "seq_gaps": st.seq_gaps,
+                "unknown_command": st.unknown_command, "bad_request": st.bad_request,
+                "auth_failed": st.auth_failed}
 
     def _rate_nl_per_day(self):
         if self.state != RUNNING or not self.basal.rate:
@@ -102,6 +114,8 @@ class Persistence:
             # the pressure baseline with them (a blocked line must not become the norm)
             "alarms": [[a.code, a.acked] for a in self.alarms.active],
             "pressure_baseline_mbar": self.occl.baseline if self.occl.have_baseline else None,
+            # the last command counters accepted: a replay stays refused after a restart
+            "auth_ctr": [self.auth.ctr[AU.CLINICIAN], self.auth.ctr[AU.PATIENT]],
         })
 
     def _restore(self, stored):
@@ -126,6 +140,9 @@ class Persistence:
                 self.clock.set(clock["day"], clock["ms"])
                 self.clock.restored = True
             self.paused = t["paused"]
+            ctr = s.get("auth_ctr", [0, 0])  # absent in files from before authentication
+            self.auth.ctr[AU.CLINICIAN] = ctr[0]
+            self.auth.ctr[AU.PATIENT] = ctr[1]
             self.low_nl, self.low_days, self.floor_nl = t["alarm_settings"]
             for code, acked in s["alarms"]:
                 if code in A.TABLE and code != A.CLOCK:

@@ -453,6 +453,7 @@ class TherapyOps:
             reason = "%s; next allowed in %d min" % (reason, (retry_in_ms + 59999) // 60000)
             fields["reason"] = reason
         self._event("refused", fields)
+        self.last_refusal = fields
         if limit is not None:
             self._alarm_event_only(A.LIMIT, {"limit": limit, "what": what})
         self._plan()

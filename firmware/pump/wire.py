@@ -156,3 +156,14 @@ class Reader:
             self.bad_format += 1
             return
         self.frames.append(Frame(seq, body))
+
+
+class LinkStats:
+    # What the pump's command handling rejected, beside what the Reader dropped.
+    def __init__(self):
+        self.frames = 0
+        self.out_of_order = 0
+        self.seq_gaps = 0
+        self.unknown_command = 0
+        self.bad_request = 0
+        self.auth_failed = 0

@@ -3,7 +3,6 @@
 # says, and a seeded schedule is the same schedule on CPython and on the unix port.
 from boards.sim import Board, WatchdogReset, config
 from boards.sim import faults as fmod
-from boards.sim import run as simrun
 from boards.sim.rng import Rng
 from boards.stdiolink import NullLink
 from check import raises, scratch_dir
@@ -194,34 +193,3 @@ def test_random_faults_are_the_same_schedule_for_the_same_seed_on_either_runtime
         assert 0 <= f.start_ms < 30 * 86400000 and f.kind in fmod.KINDS
         assert (f.end_ms == -1) == (f.kind == "watchdog_reset")
         assert f.end_ms == -1 or f.end_ms > f.start_ms
-
-
-def test_the_command_line_takes_repeated_faults():
-    specs, rest = simrun.take_faults(["--seed", "3", "--fault", "stall:1:2", "--fault=occlusion:4", "--days", "1"])
-    assert specs == ["stall:1:2", "occlusion:4"] and rest == ["--seed", "3", "--days", "1"]
-    assert simrun.parse(rest + ["--random-faults", "4"]).random_faults == 4
-    # what --fault and --random-faults schedule: the given faults, then the seed's draw
-    b = _board("cli-schedule")
-    simrun.schedule_faults(b, ["stall:1:2"], 3, 7, 0)
-    assert [f.spec() for f in b.faults.all] == ["stall:1h:2h"] + [f.spec() for f in fmod.random_schedule(7, 0, 3)]
-    assert all(f.start_ms < fmod.RANDOM_DAYS * 86400000 for f in b.faults.all)
-    raises(SystemExit, simrun.schedule_faults, b, ["stall:2:1"], 0, 7, 0)
-
-
-def test_faults_from_the_command_line_reach_the_running_firmware():
-    # the real shell and core on the sim board for a day, stalled for an hour and reset
-    # by the watchdog at 6 h: the firmware sees unconfirmed strokes and a second boot
-    # that reports the watchdog
-    flash = scratch_dir("cli")
-    a = simrun.main(["--link", "null", "--days", "1", "--flash", flash, "--program", "baclofen:500:200",
-                     "--status-ms", "86400000", "--fault", "stall:2:3", "--fault", "watchdog_reset:6"])
-    b = a.board
-    assert b.clock.ms == 86400000
-    assert b.head.rotor_faults.strokes_stalled > 0
-    assert b.watchdog.caused_reset()
-    log = b.storage.read("log")
-    assert b'"ev":"strokes_unconfirmed"' in log
-    boots = [r for r in log.split(b"\n") if b'"ev":"power_up"' in r]
-    assert len(boots) == 2
-    assert b'"watchdog_reset":false' in boots[0] and b'"watchdog_reset":true' in boots[1]
-    assert b.line.pumped_nl == b.line.delivered_nl + b.line.stored_nl == b.head.pumped_nl
