@@ -103,7 +103,8 @@ class Auth:
         self.failures = 0  # in a row
         self.locked_until = 0  # signed ticks (valid while locked)
         self.locked = False
-        self.refused_locked = 0  # commands refused during the current (or last) lockout
+        self.refused_locked = 0  # commands refused during the current lockout
+        self.lockout_ended = 0  # a lockout just ended: how many it refused (to be logged)
 
     def locked_ms(self, now):
         if not self.locked:
@@ -120,6 +121,8 @@ class Auth:
                 self.refused_locked += 1
                 return "locked_out"
             self.locked = False
+            self.lockout_ended = self.refused_locked
+            self.refused_locked = 0
         role = auth.get("role")
         if role not in ROLES or not allowed:
             return self._failed(now, "wrong_role")
@@ -134,7 +137,11 @@ class Auth:
             given = binascii.unhexlify(mac)
         except ValueError:
             return self._failed(now, "bad_mac")
-        if not same(hmac_sha256(key, message(dev, role, ctr, cmd, args)), given):
+        try:
+            signed = message(dev, role, ctr, cmd, args)
+        except TypeError:
+            return self._failed(now, "bad_mac")  # a float in args: no host can have signed it
+        if not same(hmac_sha256(key, signed), given):
             return self._failed(now, "bad_mac")
         if ctr <= self.ctr[role]:
             return self._failed(now, "stale_counter")

@@ -174,14 +174,13 @@ def _bad_args(args, spec):
 
 def _authenticated(p, cmd, args, roles, a, seq):
     au = p.auth
-    was_locked = au.locked
-    refused = au.refused_locked
     if type(a) is not dict:
         a = {}
     role = a.get("role")
     why = au.check(p.now, p.dev, a, cmd, args, _ROLE_BITS.get(role, 0) & roles if type(role) is str else 0)
-    if was_locked and not au.locked and refused:
-        p._event("auth_lockout_end", {"refused": refused})
+    if au.lockout_ended:
+        p._event("auth_lockout_end", {"refused": au.lockout_ended})
+        au.lockout_ended = 0
     if why is None:
         return True
     p.link_stats.auth_failed += 1

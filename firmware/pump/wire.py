@@ -3,7 +3,8 @@
 #   ~1 <seq> <body> <crc>\n
 #
 # `1` is the protocol version, <seq> a decimal 0..65535 that wraps, <body> a JSON object
-# with sorted keys and no spaces (so both runtimes produce identical bytes), <crc> the
+# with sorted keys and no spaces (so both runtimes produce identical bytes; "~" only as
+# the escape \u007e, so that a frame holds no "~" but its first byte), <crc> the
 # CRC-32 of everything from "~" up to and including the space before it, as 8 lowercase
 # hex digits. A reader resynchronises at every "~" and every newline, so garbage, a torn
 # frame or a REPL banner costs only the frame it touches. docs/protocol.md is the schema.
@@ -69,6 +70,8 @@ def _string(s):
         c = ord(ch)
         if ch == '"' or ch == "\\":
             out.append("\\" + ch)
+        elif ch == "~":
+            out.append("\\u007e")  # "~" starts a frame: never inside one
         elif 0x20 <= c < 0x7F:
             out.append(ch)
         elif c < 0x10000:
