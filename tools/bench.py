@@ -139,6 +139,12 @@ def main(argv=None):
             print(note)
     print("The alarm figures took %.1f s of wall time." % (time.monotonic() - t0))
 
+    from tools import bench_link
+    for title, header, rows, notes in bench_link.tables(quick=opts.quick):
+        table(title, header, rows)
+        for note in notes:
+            print(note)
+
     total, files = mpy_size()
     table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",
           ("measure", "bytes"), [("%d files" % files, "%d" % total)])
