@@ -270,6 +270,8 @@ def test_a_noisy_sensor_is_a_fault_and_a_climbing_pressure_is_not():
     assert A.SENSOR in _active(p) and A.OCCLUSION not in _active(p)
     b.baseline_mbar = 12
     b.advance(10 * STROKE_MS)
+    assert A.SENSOR in _active(p)  # hysteresis: over after 16 calm readings in a row
+    b.advance(10 * STROKE_MS)
     assert A.SENSOR not in _active(p)
     b.occluded = True  # 200 mbar a stroke, only upward: an occlusion, not noise
     b.advance(5 * STROKE_MS)
