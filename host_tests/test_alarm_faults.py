@@ -219,12 +219,18 @@ def test_a_partial_occlusion_stops_delivery_at_the_rates_where_it_builds(tmp_pat
     assert sim.strokes() - made <= 10
     assert sim.alarm_log(A.OCCLUSION)[0] == (A.OCCLUSION, "raised", "high")
     # while it lasts the pump gives far less than programmed (it stops each time the
-    # pressure builds, and resumes once it has drained)
+    # pressure builds, and resumes once it has drained), and the third occlusion within
+    # the hour latches: one alarm for the episode, not one every few minutes
     sim.run_until(partial.end_ms)
     programmed = 6 * HOUR_MS * nl_per_day(program) // DAY_MS
     assert (sim.strokes() - made) * STROKE_NL < programmed // 2
-    # once the catheter is open again the alarm clears and stays cleared
+    log = sim.alarm_log(A.OCCLUSION)
+    assert [x[1] for x in log] == ["raised", "cleared", "raised", "cleared", "raised", "latched"], log
+    # once the catheter is open again it waits for someone to look
     sim.run_for(10 * MIN_MS)
+    assert sim.stopped() and sim.pump.stop_reason == A.OCCLUSION
+    assert sim.do("ack") is None
+    sim.run_for(MIN_MS)
     assert sim.running() and A.OCCLUSION not in sim.active()
     assert sim.alarm_log(A.OCCLUSION)[-1][1] == "cleared"
     n = len(sim.alarm_log(A.OCCLUSION))

@@ -38,6 +38,11 @@ CONFIRM_LATENCY_MS = const(250)  # a rotor pulse is seen this long after its str
 CONFIRM_SLACK_MS = const(60000)  # how long a confirmation check may wait for the next stroke
 BATTERY_PERIOD_MS = const(600000)  # the supply is sampled every 10 minutes
 STOPPED_SAMPLE_MS = const(60000)  # while stopped for an occlusion, the pressure every minute
+# An occlusion that keeps coming back (a partial one: the line drains while stopped,
+# blocks again once delivery resumes) would raise and clear all day. The third within an
+# hour latches: it stays until acknowledged, delivery stopped, one event.
+OCCLUSION_REPEATS = const(3)
+OCCLUSION_REPEAT_MS = const(3600000)
 STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the stall alarm
 
 # what the core wants the shell to read from the board (Engine.wants)
@@ -131,6 +136,7 @@ class Engine:
         self.sample_at = 0  # signed ticks of the next pressure sample while stopped (0: none)
         self.silence_until = 0  # signed ticks a silence ends (0: not silenced)
         self.stall_retries = STALL_RETRIES
+        self.occlusions = []  # signed ticks of the occlusion alarms of the last hour
         self.low_nl = 2000000  # low-reservoir alarm at this volume (implantables: 1-3 mL)
         self.low_days = 7  # ... and when the worst-case projection reaches the floor this soon
         self.floor_nl = 0  # empty: below this the pump stops (0: when not a stroke is left)
@@ -621,11 +627,26 @@ class Engine:
         else:
             self._alarm_gone(A.SENSOR, {})
             if o.occluded:
+                if self.alarms.get(A.OCCLUSION) is None:
+                    self._occlusion_count()
                 self._alarm(A.OCCLUSION, {"excess_mbar": o.excess, "baseline_mbar": o.baseline})
             else:
+                a = self.alarms.get(A.OCCLUSION)
+                if a is not None and a.clears == A.CONDITION and len(self.occlusions) >= OCCLUSION_REPEATS:
+                    a.clears = A.ACK
+                    self._event("alarm", {"code": A.OCCLUSION, "state": "latched",
+                                          "episodes": len(self.occlusions)})
+                    self._persist()
                 self._alarm_gone(A.OCCLUSION, {"excess_mbar": o.excess})
         self._evaluate()
         self._plan()
+
+    def _occlusion_count(self):
+        # a new occlusion alarm: counted with those of the last hour
+        t = self.occlusions
+        while t and ticks.diff(self.now, t[0]) >= OCCLUSION_REPEAT_MS:
+            t.pop(0)
+        t.append(self.now)
 
     def _clock_check(self):
         c = self.clock

@@ -112,7 +112,7 @@ class Persistence:
             "patient_ago_ms": [ticks.diff(self.now, t) for t in self._patient_recent()],
             # alarm latches: what was active (and acknowledged) survives a restart, and
             # the pressure baseline with them (a blocked line must not become the norm)
-            "alarms": [[a.code, a.acked] for a in self.alarms.active],
+            "alarms": [[a.code, a.acked, a.clears] for a in self.alarms.active],
             "pressure_baseline_mbar": self.occl.baseline if self.occl.have_baseline else None,
             # the last command counters accepted: a replay stays refused after a restart
             "auth_ctr": [self.auth.ctr[AU.CLINICIAN], self.auth.ctr[AU.PATIENT]],
@@ -144,10 +144,14 @@ class Persistence:
             self.auth.ctr[AU.CLINICIAN] = ctr[0]
             self.auth.ctr[AU.PATIENT] = ctr[1]
             self.low_nl, self.low_days, self.floor_nl = t["alarm_settings"]
-            for code, acked in s["alarms"]:
+            for item in s["alarms"]:
+                code = item[0]
                 if code in A.TABLE and code != A.CLOCK:
                     self.alarms.raise_(code)
-                    self.alarms.get(code).acked = acked
+                    a = self.alarms.get(code)
+                    a.acked = item[1]
+                    if len(item) > 2:  # (older files: [code, acked])
+                        a.clears = item[2]  # a latched occlusion stays latched
             # the detectors resume where they were, so a condition that still holds keeps
             # its alarm and one that has gone clears it
             base = s["pressure_baseline_mbar"]

@@ -349,6 +349,8 @@ class TherapyOps:
         cleared = self.alarms.ack()
         for code in cleared:
             self._event("alarm", {"code": code, "state": "cleared"})
+            if code == A.OCCLUSION:
+                self.occlusions = []  # someone looked: the count of recurrences starts again
         self._event("ack", {"cleared": cleared})
         self._annunciate()
         self._changed()
