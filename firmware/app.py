@@ -10,7 +10,6 @@ except ImportError:
         return x
 
 KEYS_FILE = "keys"  # the command keys, written by the tools (docs/security.md)
-LOG_CHUNK = const(4096)  # a log export reads this much a pass (pump.commands.LOG_CHUNK)
 LOG_MAX_BYTES = const(65536)  # then the log rotates to LOG_FILE + ".1" (one old file kept)
 WATCHDOG_MS = const(8000)  # the RP2040 watchdog's limit is 8388 ms
 DUTY_PERCENT = const(50)  # the fastest program may keep the motor busy this share of time
@@ -137,7 +136,7 @@ class App:
             p.log_begin(now, s.size(LOG_FILE + ".1"), s.size(LOG_FILE))
             return
         try:
-            data = s.read_at(name, p.log_offset, LOG_CHUNK)
+            data = s.read_at(name, p.log_offset, p.log_want)
         except OSError:
             data = None
         p.log_chunk(now, data)

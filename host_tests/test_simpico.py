@@ -109,7 +109,7 @@ def test_a_client_detaches_and_reattaches_while_the_firmware_runs_on(tmp_path):
         # 300 kB of hourly status frames (plus a few events) spans this many days at least
         frame_bytes = len(wire.encode(65535, after)) + 16
         days = 300000 // frame_bytes // 24 - 1
-        assert days >= 15
+        assert days >= 10  # (a status frame is about 1 kB)
         assert elapsed_ms(before, after) >= days * DAY_MS, (before, after, days)
         assert after["strokes_programmed"] >= before["strokes_programmed"] + days * STROKES_PER_DAY
         assert sim.stats.attaches == 2 and sim.stats.detaches >= 1

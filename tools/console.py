@@ -1,9 +1,15 @@
-"""The pump's serial console: watch a pump (or the simulated Pico) live, or ask its status.
+"""The pump's serial console: watch a pump (or the simulated Pico) live, ask its status,
+program it, give boluses, refill it, handle its alarms, export its log, provision its keys.
 
     python -m tools.console watch --sim                 # live dashboard, Ctrl-C quits
     python -m tools.console watch --sim --days 30 --speed 0 | tail   # scripted
     python -m tools.console status --port /dev/ttyACM0 --json
+    python -m tools.console program programs/continuous-500.toml --port /dev/ttyACM0
+    python -m tools.console bolus --dose-ug 50 --minutes 30 --port /dev/ttyACM0
+    python -m tools.console log export --format csv -o pump-log.csv --port /dev/ttyACM0
 
+Commands that change therapy are signed with the pump's keys from the host key store
+(tools/keystore.py, docs/security.md); tools/commands.py holds them.
 docs/console.md is the user's guide.
 """
 from __future__ import annotations
@@ -16,10 +22,12 @@ import sys
 import time
 from typing import Any, Callable
 
-from tools import dashboard
+from tools import commands, dashboard
+from tools.commands import Cancelled, Ui, UserError
 from tools.dashboard import Dashboard, LinkHealth
-from tools.link import Link, LinkClosed, RequestTimeout
-from tools.simpico import (SimPico, Stopped, add_sim_options, check_sim_options,
+from tools.keystore import ENV_DIR, ROLES, KeyStore, KeyStoreError
+from tools.link import CommandError, Link, LinkClosed, RequestTimeout
+from tools.simpico import (KEYS_FILE, SimPico, Stopped, add_sim_options, check_sim_options,
                            raise_on_termination, report_exit, sim_from_options,
                            status_period_ms)
 
@@ -31,34 +39,71 @@ KEY_CTRL_C = 3
 
 class Source:
     # Where frames come from: a port given by path, or a simulated Pico started here.
+    # Either way self.link signs commands with self.store, the host key store.
     def __init__(self, opts: argparse.Namespace) -> None:
         self.sim: SimPico | None = None
+        self._scratch_store: str | None = None
         if opts.sim:
             self.status_ms = opts.status_ms or status_period_ms(opts.speed)
             self.sim = sim_from_options(opts, self.status_ms)
             try:
+                self.store, self.sim.keys = self._sim_keys(opts, self.sim)
                 self.sim.open()
                 # Attach before the firmware starts, so its power-up events are seen too.
-                self.link = Link(self.sim.port)
+                self.link = Link(self.sim.port, keys=self.store)
                 self.sim.launch()
             except BaseException:
-                self.sim.stop()
+                self.close()
                 raise
             speed = "as fast as possible" if opts.speed == 0 else "%dx" % opts.speed
             days = ", %d days" % opts.days if opts.days else ""
             self.title = "Simulated Pico on %s  (%s%s, seed %d, status every %s)" % (
                 self.sim.port, speed, days, opts.seed, dashboard.duration_ms(self.status_ms))
         else:
-            self.link = Link(opts.port)
+            self.store = KeyStore(getattr(opts, "keys", None))
+            self.link = Link(opts.port, keys=self.store)
             self.title = "Pump on %s" % opts.port
+
+    def _sim_keys(self, opts: argparse.Namespace, sim: SimPico) -> tuple[KeyStore, dict[str, bytes] | None]:
+        # The simulated Pico gets keys in its flash before it boots, so every command
+        # works on --sim. They are recorded in --keys DIR or $PUMP_KEYS_DIR when given
+        # (and by `provision`, in the default store too); otherwise in a scratch store
+        # that goes with the run. A kept --flash whose keys file the store still matches
+        # keeps its keys. Returns (store, keys to write, or None to leave the file).
+        import tempfile
+        from pump import auth
+        provisioning = opts.command == "provision"
+        explicit = getattr(opts, "keys", None) or os.environ.get(ENV_DIR)
+        if explicit or provisioning:
+            store = KeyStore(getattr(opts, "keys", None))
+        else:
+            self._scratch_store = tempfile.mkdtemp(prefix="pump-console-keys-")
+            store = KeyStore(self._scratch_store)
+        roles = commands.parse_roles(opts.roles) if provisioning else list(ROLES)
+        if opts.flash and not provisioning:
+            try:
+                with open(os.path.join(opts.flash, KEYS_FILE), "rb") as f:
+                    on_flash, problem = auth.parse_keys(f.read(), sim.dev)
+            except OSError:
+                on_flash, problem = {}, "none"
+            entry = store.load(sim.dev)
+            if not problem and on_flash and entry is not None and entry.keys == on_flash:
+                return store, None
+        return store, store.provision(sim.dev, roles)
 
     def firmware_exited(self) -> bool:
         return self.sim is not None and self.sim.poll() is not None
 
     def close(self) -> None:
-        self.link.close()
+        link = getattr(self, "link", None)
+        if link is not None:
+            link.close()
         if self.sim is not None:
             self.sim.stop()
+        if self._scratch_store is not None:
+            import shutil
+            shutil.rmtree(self._scratch_store, ignore_errors=True)
+            self._scratch_store = None
 
 
 # ---- watch ------------------------------------------------------------------------------
@@ -163,6 +208,7 @@ def watch_live(source: Source) -> int:
         # raw(): Ctrl-C arrives as a key, so it ends the console alone and cleanly (under
         # `make sim`, make would otherwise report the interrupt as a failure).
         curses.raw()
+        painter = dashboard.Painter(curses)  # colours by alarm priority, where the terminal has them
         screen.nodelay(True)
         try:
             curses.curs_set(0)
@@ -189,7 +235,7 @@ def watch_live(source: Source) -> int:
                     dirty = True
             now = time.monotonic()
             if (dirty and now - drawn_at >= REDRAW_MIN_S) or now - drawn_at >= REDRAW_MAX_S:
-                _draw(screen, w.dash.lines(w.health()))
+                painter.draw(screen, w.dash, w.health())
                 drawn_at = now
                 dirty = False
 
@@ -199,19 +245,6 @@ def watch_live(source: Source) -> int:
         w.ending = "stopped by the user"
     _print_summary(w, False)
     return w.exit_status
-
-
-def _draw(screen: Any, lines: list[str]) -> None:
-    import curses
-
-    height, width = screen.getmaxyx()
-    screen.erase()
-    for row, line in enumerate(dashboard.fit(lines[:height], width)):
-        try:
-            screen.addstr(row, 0, line, curses.A_BOLD if row == 0 else 0)
-        except curses.error:
-            pass  # a terminal shrunk under us: the next resize redraws
-    screen.refresh()
 
 
 def cmd_watch(opts: argparse.Namespace, source: Source) -> int:
@@ -241,51 +274,219 @@ def cmd_status(opts: argparse.Namespace, source: Source) -> int:
         print(json.dumps(status, sort_keys=True))
     else:
         print(source.title)
-        for row in dashboard.status_fields(status):
+        rows = dashboard.status_fields(status)
+        labels = {label for label, _ in rows}
+        rows += [row for row in commands.status_extra(status) if row[0] not in labels]
+        for row in rows:
             print("%-15s %s" % row)
     return 0
 
 
 # ---- command line -----------------------------------------------------------------------
 
+_COMMANDS = (
+    ("watch", "live status until Ctrl-C (or the end of a --days run)"),
+    ("status", "the pump's status, once"),
+    ("info", "who the pump is: device id, firmware, the roles it holds keys for, the key store"),
+    ("program", "check a TOML program file, show how it differs from the pump's program, send it"),
+    ("bolus", "a clinician bolus (--dose-ug, --minutes) or the patient bolus (--patient)"),
+    ("refill", "the guided refill: residual withdrawn against expected, new fill, concentration twice"),
+    ("ack", "acknowledge the pump's alarms"),
+    ("silence", "silence the alarm sound for 1-15 minutes (the light stays)"),
+    ("clock", "set the pump's wall clock (clock set [YYYY-MM-DDTHH:MM|now]) or show it"),
+    ("alarm-settings", "show or set the reservoir alarm levels"),
+    ("pause", "pause delivery: the program's keep-open rate runs"),
+    ("resume", "resume the program after a pause"),
+    ("cancel-bolus", "end the running bolus"),
+    ("log", "export the pump's event log (log export --format csv|jsonl [-o FILE])"),
+    ("plot", "a PNG plot of the pump's log (plot -o FILE.png)"),
+    ("provision", "make new keys for a pump: on its flash and in the host key store"),
+    ("keys", "the host key store: list pumps, export keys for another console"),
+)
+
+
+def _add_where(p: argparse.ArgumentParser, sim_options: bool = True) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="PATH", help="serial port of a pump, e.g. /dev/ttyACM0")
+    where.add_argument("--sim", action="store_true",
+                       help="start the simulated Pico (with fresh keys) and use its port")
+    _add_keys(p)
+    if sim_options:
+        group = p.add_argument_group("simulated Pico (with --sim)")
+        add_sim_options(group)  # type: ignore[arg-type]
+
+
+def _add_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", metavar="DIR", default=None,
+                   help="the host key store (default $%s, else ~/.config/pump-console/keys)" % ENV_DIR)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tools.console",
-                                 description="Console of the programmable pump.")
+                                 description="Console of the programmable pump (docs/console.md).")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, doc in (("watch", "live status until Ctrl-C (or the end of a --days run)"),
-                      ("status", "the pump's status, once")):
+    for name, doc in _COMMANDS:
         p = sub.add_parser(name, help=doc, description=doc)
-        where = p.add_mutually_exclusive_group(required=True)
-        where.add_argument("--port", metavar="PATH", help="serial port of a pump, e.g. /dev/ttyACM0")
-        where.add_argument("--sim", action="store_true",
-                           help="start the simulated Pico and use its port")
-        p.add_argument("--json", action="store_true", help="JSON: frame bodies, one per line")
+        if name == "keys":
+            p.add_argument("action", choices=("list", "export"),
+                           help="list: the pumps in the store; export: a store with some roles' keys")
+            _add_keys(p)
+            p.add_argument("--dev", help="export: the pump's device id")
+            p.add_argument("--roles", default="patient",
+                           help="export: the roles whose keys to export (default %(default)s)")
+            p.add_argument("--to", metavar="DIR", help="export: the other console's key store directory")
+            p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+            continue
+        _add_where(p)
+        if name != "log":
+            p.add_argument("--json", action="store_true",
+                           help="JSON: frame bodies, one per line" if name == "watch" else
+                           "one JSON object on stdout (messages go to stderr)")
         if name == "watch":
             p.add_argument("--plain", action="store_true",
                            help="one line per frame even on a terminal")
-        else:
-            p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
-        group = p.add_argument_group("simulated Pico (with --sim)")
-        add_sim_options(group)  # type: ignore[arg-type]
+            continue
+        p.add_argument("--timeout", type=float, default=3.0,
+                       help="seconds to wait for each answer of the pump (default %(default)s)")
+        if name == "program":
+            p.add_argument("file", help="TOML program file (docs/programs.md)")
+            p.add_argument("--board", choices=("sim", "pico"), default=None,
+                           help="the pump head to check the file against (default: the simulated Pico's "
+                                "for a pump whose device id is sim-N, else the Pico's)")
+            p.add_argument("--no-bolus", action="store_true",
+                           help="do not give the file's [clinician_bolus]")
+        elif name == "bolus":
+            p.add_argument("--dose-ug", metavar="UG", help="clinician bolus: the dose in ug (e.g. 50 or 12.5)")
+            p.add_argument("--minutes", type=int, help="clinician bolus: its duration in minutes")
+            p.add_argument("--patient", action="store_true",
+                           help="the patient bolus the program allows (patient key)")
+            p.add_argument("--wait", action="store_true", help="follow the bolus until it ends")
+        elif name == "refill":
+            p.add_argument("--withdrawn-ml", metavar="ML", help="the residual withdrawn, mL")
+            p.add_argument("--volume-ml", metavar="ML", help="the new fill volume, mL")
+            p.add_argument("--conc", metavar="UG_PER_ML", help="the new drug's concentration, ug/mL")
+            p.add_argument("--conc-again", metavar="UG_PER_ML", help="the concentration once more, from the label")
+            p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=None,
+                           help="a concentration change: give the old drug in the line as a bridge")
+        elif name in ("ack", "silence"):
+            p.add_argument("--role", choices=ROLES, default=None,
+                           help="sign as this role (default: clinician if this console holds that key, "
+                                "else patient)")
+            if name == "silence":
+                p.add_argument("--minutes", type=int, required=True, help="1-15")
+        elif name == "clock":
+            p.add_argument("action", choices=("set", "show"))
+            p.add_argument("when", nargs="?", default="now",
+                           help="set: YYYY-MM-DDTHH:MM or now (this computer's local time; the default)")
+        elif name == "alarm-settings":
+            p.add_argument("--low-ml", metavar="ML", help="reservoir_low below this volume")
+            p.add_argument("--low-days", metavar="DAYS", help="reservoir_days when empty within this many days")
+            p.add_argument("--empty-floor-ml", metavar="ML", help="the reservoir's unusable residual")
+        elif name == "log":
+            p.add_argument("action", choices=("export",))
+            p.add_argument("--format", choices=sorted(commands.logformat.FORMATS), default="csv",
+                           help="csv (a row per record) or jsonl (a JSON object per line); default %(default)s")
+            p.add_argument("-o", "--output", metavar="FILE", default=None,
+                           help="write here (mode 0600) instead of standard output")
+        elif name == "plot":
+            p.add_argument("-o", "--output", metavar="FILE.png", required=True)
+        elif name == "provision":
+            p.add_argument("--roles", default=",".join(ROLES),
+                           help="comma-separated roles to make keys for (default %(default)s)")
+            p.add_argument("--dev", help="--port: the Pico's device id (default: read with mpremote)")
+            p.add_argument("--mpremote", default=None, help="--port: mpremote executable (default: the venv's)")
+            p.add_argument("--resume", action="store_true",
+                           help="--port: no soft reset on connect (a unix-port REPL)")
+            p.add_argument("--no-reset", action="store_true", help="--port: do not reset the Pico afterwards")
+        if name in ("program", "bolus", "refill", "provision"):
+            p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     return ap
+
+
+def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+    if opts.command == "bolus":
+        if opts.patient and (opts.dose_ug is not None or opts.minutes is not None):
+            ap.error("bolus: --patient takes no --dose-ug or --minutes (the program sets them)")
+        if not opts.patient and (opts.dose_ug is None or opts.minutes is None):
+            ap.error("bolus: give --dose-ug and --minutes (a clinician bolus), or --patient")
+    if opts.command == "silence" and not 1 <= opts.minutes <= 15:
+        ap.error("silence: --minutes is 1..15")
+    if opts.command == "clock" and opts.action == "show" and opts.when != "now":
+        ap.error("clock show takes no time")
+    if opts.command == "provision":
+        try:
+            commands.parse_roles(opts.roles)
+        except UserError as e:
+            ap.error(str(e))
+    if getattr(opts, "sim", False):
+        check_sim_options(ap, opts)
+
+
+_HANDLERS: dict[str, Callable[..., int]] = {
+    "info": commands.cmd_info,
+    "bolus": commands.cmd_bolus,
+    "refill": commands.cmd_refill,
+    "ack": commands.cmd_ack,
+    "silence": commands.cmd_silence,
+    "clock": commands.cmd_clock,
+    "alarm-settings": commands.cmd_alarm_settings,
+    "pause": commands.cmd_simple,
+    "resume": commands.cmd_simple,
+    "cancel-bolus": commands.cmd_simple,
+    "log": commands.cmd_log,
+    "plot": commands.cmd_plot,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
     opts = ap.parse_args(argv)
-    if opts.sim:
-        check_sim_options(ap, opts)
+    check_options(ap, opts)
+    ui = Ui(opts)
+    cmd = opts.command
+    pf = None
+    try:
+        # Commands that need no running pump, and checks that come before any.
+        if cmd == "keys":
+            return commands.cmd_keys(opts, KeyStore(opts.keys), ui)
+        if cmd == "provision" and opts.port:
+            return commands.provision_pico(opts, KeyStore(opts.keys), ui)
+        if cmd == "program" and (opts.board or opts.sim):
+            # the pump head is known: check the file before starting anything (otherwise
+            # cmd_program checks it against the head the pump's device id names)
+            pf = commands.load_program_file(opts.file, opts.board or "sim")
+    except (UserError, KeyStoreError, Cancelled) as e:
+        return commands.report_error(e, ui, cmd)
     raise_on_termination()
     source: Source | None = None
     try:
         try:
             source = Source(opts)
+        except KeyStoreError as e:
+            return commands.report_error(e, ui, cmd)
         except (OSError, ValueError) as e:  # no such port, not a tty, no micropython...
             print("console: %s" % e, file=sys.stderr)
             return 2
-        if opts.command == "watch":
+        if cmd == "watch":
             return cmd_watch(opts, source)
-        return cmd_status(opts, source)
+        if cmd == "status":
+            return cmd_status(opts, source)
+        try:
+            if cmd == "program":
+                return commands.cmd_program(opts, source.link, ui, pf)
+            if cmd == "provision":
+                return commands.provisioned_sim(opts, source.link, source.store, ui)
+            return _HANDLERS[cmd](opts, source.link, ui)
+        except (CommandError, UserError, KeyStoreError, RequestTimeout, Cancelled) as e:
+            status = commands.report_error(e, ui, cmd)
+            if source.sim is not None and source.sim.poll() is not None:
+                report_exit(source.sim)
+            return status
+        except LinkClosed as e:
+            print("console: the port closed: %s" % e, file=sys.stderr)
+            if source.sim is not None:
+                report_exit(source.sim)
+            return 2
     except KeyboardInterrupt:
         return 0
     except Stopped as e:

@@ -41,7 +41,11 @@ from tools import build_mpy
 from tools.ptyrelay import Relay, RelayStats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEAP = "192k"  # what a plain Pico leaves free; stricter here (8-byte pointers)
+# The simulated Pico's heap. A plain Pico leaves about 190 KB free to MicroPython with
+# 4-byte pointers; here they are 8 bytes, so objects take up to twice the room while
+# bytecode and strings take the same. 256k here stands for the Pico's 190 KB when about a
+# third of the heap is pointers (`make bench` prints the smallest heap a run needs).
+HEAP = "256k"
 DEFAULT_PROGRAM = "baclofen:500:200"  # DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY
 # The wall clock a program file's first boot sets: fixed, so that a seeded run is the same
 # run every time. 2024-01-01 was a Monday. Days count from 2000-01-01, as the pump's do.
@@ -54,7 +58,14 @@ DAY_MS = 86400000
 FRAMES_PER_REAL_S = 4  # default status frames a real second at a given --speed
 FAST_STATUS_MS = 6 * 3600000  # --speed 0: four status frames a simulated day
 
+KEYS_FILE = "keys"  # in the flash directory (docs/security.md)
+
 _live: "weakref.WeakSet[SimPico]" = weakref.WeakSet()
+
+
+def sim_dev(seed: int) -> str:
+    # The simulated Pico's device id: its seed makes it (a Pico's is its flash id).
+    return "sim-%d" % seed
 
 
 def find_micropython() -> str:
@@ -163,10 +174,12 @@ class SimPico:
                  flash: str | None = None, micropython: str | None = None,
                  heap: str = HEAP, program_file: str | None = None,
                  clock: str = DEFAULT_CLOCK, faults: tuple[str, ...] | list[str] = (),
-                 random_faults: int = 0) -> None:
+                 random_faults: int = 0, keys: dict[str, bytes] | None = None) -> None:
         # program_file (TOML, docs/programs.md) replaces `program`; it is checked here, so
         # an invalid file fails before anything starts. faults: --fault specs
         # (docs/simulator.md), checked here too; random_faults: that many drawn from seed.
+        # keys ({role: 32 bytes}): written to the flash as the pump's `keys` file before
+        # the firmware boots (docs/security.md); None leaves the flash's file as it is.
         self.plan = program_file_plan(program_file, clock) if program_file else None
         if self.plan is not None:
             program = ""
@@ -182,6 +195,7 @@ class SimPico:
         self.seed = seed
         self.status_ms = status_ms
         self.fill_ml = fill_ml
+        self.keys = dict(keys) if keys else None
         self.micropython = micropython or find_micropython()
         self.heap = heap
         self._flash_arg = flash
@@ -233,6 +247,8 @@ class SimPico:
             assert self._scratch is not None
             with open(os.path.join(self._scratch, "program.json"), "w") as f:
                 json.dump(self.plan, f)
+        if self.keys:
+            self.write_keys(self.keys)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _LAUNCHER] + self.argv(),
             stdin=self._fw_slave, stdout=self._fw_slave, stderr=subprocess.PIPE,
@@ -246,6 +262,21 @@ class SimPico:
 
     def start(self) -> "SimPico":
         return self.launch()
+
+    @property
+    def dev(self) -> str:
+        # the simulated Pico's device id (boards/sim), which its keys are bound to
+        return sim_dev(self.seed)
+
+    def write_keys(self, keys: dict[str, bytes]) -> str:
+        # The pump's `keys` file in the flash directory, as provisioning writes it on a
+        # Pico; the firmware reads it at boot. Returns its path.
+        from tools.keystore import keys_file, write_private
+        self.open()
+        os.makedirs(self.flash, exist_ok=True)
+        path = os.path.join(self.flash, KEYS_FILE)
+        write_private(path, keys_file(self.dev, keys))
+        return path
 
     def argv(self) -> list[str]:
         args = [self.micropython, "-X", "heapsize=" + self.heap,

@@ -16,7 +16,10 @@ except ImportError:
 
 FIRMWARE = "0.5"
 WANT_LOG = const(4)  # pump.engine.WANT_LOG
-LOG_CHUNK = const(4096)  # a whole record (at most a frame) always fits in one read
+# A log export reads the log a piece at a time: LOG_PIECE bytes, or more (doubling up to
+# a whole frame, wire.MAX_FRAME) while a piece holds no record's end. Small pieces keep
+# the Pico's heap from fragmenting.
+LOG_PIECE = const(1024)
 LOG_OLD = "log.1"
 LOG_NEW = "log"
 BAD_FRAME_EVERY_MS = const(1000)  # at most one bad_frame result a second
@@ -249,12 +252,13 @@ def log_begin(p, now, old_size, new_size):
     p._send({"t": "log_start", "re": p.log_re, "bytes": total})
     p.log_file = LOG_OLD if old_size > 0 else LOG_NEW
     p.log_offset = 0
+    p.log_want = LOG_PIECE
     p._plan_aux()
     p._plan()
 
 
 def log_chunk(p, now, data):
-    # up to LOG_CHUNK bytes of p.log_file from p.log_offset (b"" or None: its end)
+    # up to p.log_want bytes of p.log_file from p.log_offset (b"" or None: its end)
     p._advance(now)
     if not data:
         if p.log_file == LOG_OLD:
@@ -266,13 +270,17 @@ def log_chunk(p, now, data):
         return
     k = data.rfind(b"\n")
     if k < 0:
-        # no record end in a whole chunk, or a torn last record: skip it
-        p.log_corrupt += 1
-        p.log_offset += len(data)
+        if len(data) == p.log_want and p.log_want < wire.MAX_FRAME:
+            p.log_want *= 2  # a long record: read more of it next pass
+        else:
+            # no record end in a whole frame's worth, or a torn last record: skip it
+            p.log_corrupt += 1
+            p.log_offset += len(data)
         p._plan()
         return
+    p.log_want = LOG_PIECE
     r = wire.Reader()
-    for frame in r.feed(data[:k + 1]):
+    for frame in r.feed(memoryview(data)[:k + 1]):
         body = frame.body
         if body.get("t") == "event":
             body["t"] = "log"

@@ -65,6 +65,11 @@ def _dump(obj, out):
 
 def _string(s):
     # ASCII-only output, escaped the same way on MicroPython and CPython.
+    for ch in s:
+        if not " " <= ch <= "}" or ch == '"' or ch == "\\":  # ("~" is "}" + 1)
+            break
+    else:
+        return '"' + s + '"'  # nothing to escape: the common case, no list of characters
     out = ['"']
     for ch in s:
         c = ord(ch)

@@ -282,7 +282,8 @@ def test_the_log_streams_in_order_skipping_a_damaged_record():
     stored = wire.Reader().feed(s.read("log"))
     # an old log beside the current one, with one damaged record in it
     stored = [f.body["ev"] for f in stored]
-    old = b"".join(wire.encode(i, {"t": "event", "ev": "old", "n": i, "up_day": 0, "up_ms": i}) for i in range(20))
+    old = b"".join(wire.encode(i, {"t": "event", "ev": "old", "n": i, "up_day": 0, "up_ms": i,
+                                   "pad": "p" * (2500 if i == 12 else 0)}) for i in range(20))
     broken = old.replace(b'"n":7,', b'"n":8,')
     s.write("log.1", broken)
     total = len(broken) + s.size("log")
@@ -296,6 +297,7 @@ def test_the_log_streams_in_order_skipping_a_damaged_record():
     r = result(got)
     assert r["ok"] and r["corrupt"] == 1 and r["records"] == len(recs) == 19 + len(stored)
     assert [b["n"] for b in recs[:19]] == [i for i in range(20) if i != 7]
+    assert len(recs[11]["pad"]) == 2500  # longer than a piece: read in a bigger one
     assert [b["ev"] for b in recs[19:]] == stored
     assert "bolus_start" in [b["ev"] for b in recs]
     # a second export while one runs is turned away

@@ -1,0 +1,977 @@
+"""The console's commands that change therapy, read the pump's settings and its log, and
+manage keys: what `python -m tools.console program|bolus|refill|ack|silence|clock|
+alarm-settings|log|plot|info|provision|keys` do once the console has a link.
+
+Each cmd_* function takes the parsed options, the link (tools.link.Link, with a key
+store) and a Ui (prompts, confirmations, output), and returns the exit status. User
+errors are raised as UserError and pump refusals as tools.link.CommandError; the
+console's main() turns both into a message and an exit status, never a traceback.
+docs/console.md is the user's guide.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, TextIO
+
+from tools import logformat
+from tools.keystore import ROLES, KeyStore, KeyStoreError, fresh_keys, keys_file
+from tools.link import CommandError, Link, Reply, RequestTimeout, wait_text
+from tools.programreport import hhmm, ug, ul
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad options, no port, no answer, an invalid program file, no keys
+EXIT_REFUSED = 3  # the pump refused the command or did not authenticate it
+EXIT_CANCELLED = 4  # the user said no at a confirmation
+
+CLINICIAN, PATIENT = ROLES
+CLOCK_EPOCH = datetime.date(2000, 1, 1)
+RESIDUAL_TOLERANCE_NL = 500000  # docs/alarms.md: max(0.5 mL, a tenth of the expected)
+EVENT_WAIT_S = 2.0  # after a result, how long to wait for the events it announces
+LIMIT_FIELDS = (("max_rate_ng_per_day", "Max rate", "ug/day"),
+                ("max_24h_ng", "Max in any 24 h", "ug"),
+                ("max_bolus_ng", "Max bolus", "ug"))
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class UserError(Exception):
+    """Something the user can fix: the message says what."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Cancelled(Exception):
+    """The user answered no."""
+
+
+# ---- talking to the user ------------------------------------------------------------------
+
+class Ui:
+    # Output, prompts and confirmations. With --json, stdout carries one JSON object and
+    # everything meant for a person goes to stderr.
+    def __init__(self, opts: argparse.Namespace, stdin: TextIO | None = None,
+                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+        self.json = bool(getattr(opts, "json", False))
+        self.yes = bool(getattr(opts, "yes", False))
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    def say(self, text: str = "") -> None:
+        out = self.stderr if self.json else self.stdout
+        out.write(text + "\n")
+        out.flush()
+
+    def note(self, text: str) -> None:
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        # the one JSON object of a --json run
+        if self.json:
+            self.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+            self.stdout.flush()
+
+    def ask(self, prompt: str, option: str | None = None) -> str:
+        self.stderr.write(prompt)
+        self.stderr.flush()
+        line = self.stdin.readline()
+        if not line:
+            self.stderr.write("\n")
+            raise UserError("no answer to %r: standard input is closed%s" % (
+                prompt.strip(), "; give %s" % option if option else ""))
+        return line.strip()
+
+    def confirm(self, question: str) -> None:
+        # Raises Cancelled unless the answer is yes (or --yes was given).
+        if self.yes:
+            return
+        answer = self.ask("%s [y/N] " % question, "--yes to confirm without asking")
+        if answer.lower() not in ("y", "yes"):
+            raise Cancelled()
+
+    def progress(self, label: str) -> "Progress":
+        return Progress(label, self.stderr)
+
+
+class Progress:
+    # A byte count towards a total on stderr: redrawn in place on a terminal, a line
+    # every quarter otherwise (logs, CI).
+    def __init__(self, label: str, out: TextIO) -> None:
+        self.label = label
+        self.out = out
+        self.tty = out.isatty()
+        self._drawn_at = 0.0
+        self._quarter = -1
+        self.done = 0
+        self.total: int | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total
+        if self.tty:
+            now = time.monotonic()
+            if now - self._drawn_at >= 0.1 or (total is not None and done >= total):
+                self._drawn_at = now
+                self.out.write("\r" + self.text() + "   ")
+                self.out.flush()
+        elif total:
+            quarter = min(4, done * 4 // total)
+            if quarter != self._quarter:
+                self._quarter = quarter
+                self.out.write(self.text() + "\n")
+                self.out.flush()
+
+    def text(self) -> str:
+        if self.total:
+            return "%s: %s of %s (%d%%)" % (self.label, kib(self.done), kib(self.total),
+                                          min(100, self.done * 100 // self.total))
+        return "%s: %s" % (self.label, kib(self.done))
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def kib(n: int) -> str:
+    return "%d bytes" % n if n < 1024 else "%.1f KiB" % (n / 1024)
+
+
+# ---- numbers as a clinician types them ------------------------------------------------------
+
+def parse_amount(text: Any, places: int, unit: str, what: str, allow_zero: bool = True) -> int:
+    # "12.5" in a unit with `places` decimals below it -> the integer in that smaller unit
+    # (mL -> nL: places 6; ug -> ng: 3), exactly, or UserError saying what is allowed.
+    try:
+        d = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise UserError("%s %r: expected a number of %s, e.g. 12.5" % (what, text, unit)) from None
+    if not d.is_finite() or d < 0 or (d == 0 and not allow_zero):
+        raise UserError("%s %r: expected a number of %s above 0" % (what, text, unit))
+    scaled = d.scaleb(places)
+    if scaled != scaled.to_integral_value():
+        raise UserError("%s %r: at most %d decimals in %s (the pump counts %s)" % (
+            what, text, places, unit, {6: "whole nL", 3: "whole ng"}.get(places, "whole units")))
+    return int(scaled)
+
+
+def parse_whole(text: Any, what: str, lo: int, hi: int) -> int:
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        raise UserError("%s %r: expected a whole number %d..%d" % (what, text, lo, hi)) from None
+    if not lo <= n <= hi:
+        raise UserError("%s %d: expected %d..%d" % (what, n, lo, hi))
+    return n
+
+
+def ml(nl: int) -> str:
+    from tools.dashboard import decimal
+    return decimal(nl, 6) + " mL"
+
+
+def signed_ml(nl: int) -> str:
+    return ("+" if nl > 0 else "") + ml(nl)
+
+
+def clock_text(clock: Any) -> str:
+    # [day, ms] (days since 2000-01-01, ms after midnight) as a date and time
+    if not isinstance(clock, (list, tuple)) or len(clock) != 2:
+        return "not set"
+    day, ms = clock
+    date = CLOCK_EPOCH + datetime.timedelta(days=day)
+    return "%s %s" % (date.isoformat(), hhmm(ms // 60000))
+
+
+def parse_when(text: str, now: datetime.datetime | None = None) -> tuple[int, int]:
+    # "now" (this computer's local time, to the minute) or YYYY-MM-DDTHH:MM -> (day, ms)
+    from tools.simpico import parse_clock
+    if text == "now":
+        now = now or datetime.datetime.now()
+        text = now.strftime("%Y-%m-%dT%H:%M")
+    try:
+        return parse_clock(text)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+# ---- the pump's answers -------------------------------------------------------------------
+
+def events_of(reply: Reply) -> list[dict[str, Any]]:
+    return [f.body for f in reply.frames if f.body.get("t") == "event"]
+
+
+def command_events(link: Link, reply: Reply, want: str | None = None,
+                   timeout_s: float = EVENT_WAIT_S) -> list[dict[str, Any]]:
+    # The events that came with a command's result; if `want` is not among them yet,
+    # what arrives until it does (the pump may send a command's events after its result).
+    events = events_of(reply)
+    if want and not any(e.get("ev") == want for e in events):
+        link.wait_for(lambda b: b.get("t") == "event" and b.get("ev") == want, timeout_s,
+                      on_frame=lambda b: events.append(b) if b.get("t") == "event" else None)
+    return events
+
+
+def find(events: list[dict[str, Any]], ev: str) -> dict[str, Any] | None:
+    for e in reversed(events):
+        if e.get("ev") == ev:
+            return e
+    return None
+
+
+def pick_role(opts: argparse.Namespace, link: Link, allowed: tuple[str, ...]) -> str:
+    # --role, else the first allowed role this console holds a key for (a patient's
+    # console holds only the patient key).
+    role = getattr(opts, "role", None)
+    if role:
+        return str(role)
+    roles: list[str] = []
+    if link.keys is not None and link.dev:
+        try:
+            entry = link.keys.load(link.dev)
+        except KeyStoreError:
+            entry = None
+        roles = entry.roles if entry else []
+    for r in allowed:
+        if r in roles:
+            return r
+    return allowed[0]
+
+
+def alarm_text(alarm: Any) -> str:
+    # [code, priority, acknowledged, condition_present] (docs/protocol.md)
+    if not isinstance(alarm, (list, tuple)) or len(alarm) < 2:
+        return str(alarm)
+    code, priority = alarm[0], alarm[1]
+    notes = []
+    if len(alarm) > 2 and alarm[2]:
+        notes.append("acknowledged")
+    if len(alarm) > 3 and not alarm[3]:
+        notes.append("condition gone")
+    return "%s (%s%s)" % (code, priority, ", " + ", ".join(notes) if notes else "")
+
+
+def status_extra(status: dict[str, Any]) -> list[tuple[str, str]]:
+    # Rows `status` adds to the dashboard's: alarms, days left, bolus, clock.
+    rows: list[tuple[str, str]] = []
+    alarms = status.get("alarms")
+    if alarms is not None:
+        shown = ", ".join(alarm_text(a) for a in alarms) or "none"
+        if alarms and status.get("silenced"):
+            shown += "  (sound silenced)"
+        rows.append(("Alarms", shown))
+    if "days_to_empty" in status:
+        def days(n: Any) -> str:
+            return "over 999 days" if n == -1 else "%s days" % n
+        rows.append(("Days left", "%s to empty, %s to the low level (worst case)" % (
+            days(status.get("days_to_empty")), days(status.get("days_to_low")))))
+    bolus = status.get("bolus")
+    if bolus:
+        rows.append(("Bolus", bolus_text(bolus)))
+    if "clock" in status:
+        text = clock_text(status["clock"])
+        if status.get("clock_restored"):
+            text += "  (restored after a restart: time without power is missing)"
+        rows.append(("Clock", text))
+    if status.get("paused"):
+        rows.append(("Paused", "yes: the keep-open rate runs"))
+    auth = status.get("auth")
+    if isinstance(auth, dict) and auth.get("locked_ms"):
+        rows.append(("Auth", "locked out for %s after %s failures" % (wait_text(auth["locked_ms"]),
+                                                                     auth.get("failures"))))
+    return rows
+
+
+def bolus_text(b: dict[str, Any]) -> str:
+    text = "%s: %s of %s strokes confirmed" % (b.get("kind"), b.get("strokes_confirmed"), b.get("strokes_total"))
+    if b.get("requested_ng"):
+        text += ", %s of %s ug" % (ug(b.get("delivered_ng") or 0), ug(b["requested_ng"]))
+    return text
+
+
+# ---- info ---------------------------------------------------------------------------------
+
+def cmd_info(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    hello = link.hello(opts.timeout)
+    if not hello:
+        raise UserError("the pump on %s does not answer hello: its firmware predates commands" % link.port)
+    dev = link.dev or "?"
+    store = link.keys
+    entry = None
+    store_error = None
+    if store is not None:
+        try:
+            entry = store.load(dev)
+        except KeyStoreError as e:
+            store_error = str(e)
+    ui.emit({"hello": hello, "key_store": store.path(dev) if store else None,
+             "store_roles": entry.roles if entry else [], "store_ctr": entry.ctr if entry else {}})
+    ui.say("Pump %s on %s" % (dev, link.port))
+    ui.say("%-15s %s" % ("Firmware", "%s (protocol %s, frames up to %s bytes)" % (
+        hello.get("firmware"), hello.get("version"), hello.get("max_frame"))))
+    roles = hello.get("roles") or []
+    ui.say("%-15s %s" % ("Keys on pump", ", ".join(roles) if roles else "none: provision the pump"))
+    ctr = hello.get("ctr") or {}
+    ui.say("%-15s %s" % ("Counters", ", ".join("%s %s" % (r, ctr.get(r, 0)) for r in ROLES)))
+    if store is None:
+        ui.say("%-15s %s" % ("Key store", "none"))
+    elif store_error:
+        ui.say("%-15s %s" % ("Key store", store_error))
+    elif entry is None:
+        ui.say("%-15s %s" % ("Key store", "%s: no keys for this pump" % store.directory))
+    else:
+        ui.say("%-15s %s: %s" % ("Key store", store.path(dev), ", ".join(entry.roles) or "no keys"))
+    return EXIT_OK
+
+
+# ---- program ------------------------------------------------------------------------------
+
+def load_program_file(path: str, board: str) -> Any:
+    # The file checked as the pump will check it; every error listed in a UserError.
+    from tools import programfile
+    pf = programfile.load(path, board)
+    if not pf.ok:
+        raise UserError("\n".join(programfile.error_lines(pf)) +
+                        "\nNothing was sent: fix the file (python -m tools.programfile check %s)" % path)
+    return pf
+
+
+def profile_text(steps: list[Any]) -> str:
+    return ", ".join("%s %s ug/day" % (hhmm(m), ug(dose)) for m, dose in steps)
+
+
+def schedule_lines(program: dict[str, Any]) -> list[str]:
+    profiles = program.get("profiles") or {}
+    week = list(program.get("week") or [])
+    if len(profiles) == 1:
+        (name, steps), = profiles.items()
+        if len(steps) == 1:
+            return ["%s ug/day, all day, every day" % ug(steps[0][1])]
+        return ["every day: " + profile_text(steps)]
+    lines = ["%s: %s" % (name, profile_text(steps)) for name, steps in sorted(profiles.items())]
+    if week:
+        lines.append("week: " + ", ".join("%s %s" % (d, n) for d, n in zip(WEEKDAY_NAMES, week)))
+    return lines
+
+
+def patient_text(pb: Any) -> str:
+    if not pb:
+        return "none"
+    return "%s ug over %d min, lockout %d min, at most %d in 24 h" % (
+        ug(pb["dose_ng"]), pb["duration_min"], pb["lockout_min"], pb["max_per_24h"])
+
+
+_PROGRAM_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("drug", "Drug", str),
+    ("conc_ug_per_ml", "Concentration", lambda v: "%s ug/mL" % v),
+    ("pump_dead_volume_nl", "Pump dead volume", lambda v: "%s uL" % ul(v)),
+    ("catheter_dead_volume_nl", "Catheter dead volume", lambda v: "%s uL" % ul(v)),
+    ("priming_nl_per_hour", "Priming rate", lambda v: "%s uL/h" % ul(v)),
+    ("keep_open_nl_per_day", "Keep-open rate", lambda v: "%s uL/day" % ul(v)),
+    ("patient_bolus", "Patient bolus", patient_text),
+)
+
+
+def _same_schedule(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def norm(p: dict[str, Any]) -> Any:
+        profiles = {k: [list(s) for s in v] for k, v in (p.get("profiles") or {}).items()}
+        return profiles, list(p.get("week") or [])
+    return bool(norm(a) == norm(b))
+
+
+def program_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    # What changes, field by field, in a clinician's units; [] when nothing does.
+    if old is None:
+        lines = ["The pump has no program. New program:"]
+        lines += ["  %-22s %s" % (label, fmt(new.get(key))) for key, label, fmt in _PROGRAM_FIELDS[:2]]
+        lines += ["  %-22s %s" % ("Schedule" if i == 0 else "", s) for i, s in enumerate(schedule_lines(new))]
+        lines += ["  %-22s %s" % (label, fmt(new.get(key))) for key, label, fmt in _PROGRAM_FIELDS[2:]
+                  if key in new or key == "patient_bolus"]
+        return lines
+    lines = []
+    for key, label, fmt in _PROGRAM_FIELDS[:2]:
+        if old.get(key) != new.get(key):
+            lines.append("  %-22s %s  ->  %s" % (label, fmt(old.get(key)), fmt(new.get(key))))
+    if not _same_schedule(old, new):
+        lines.append("  Schedule now:")
+        lines += ["    " + s for s in schedule_lines(old)]
+        lines.append("  Schedule new:")
+        lines += ["    " + s for s in schedule_lines(new)]
+    for key, label, fmt in _PROGRAM_FIELDS[2:]:
+        if key in new and old.get(key) != new.get(key):
+            lines.append("  %-22s %s  ->  %s" % (label, fmt(old.get(key)), fmt(new.get(key))))
+    return lines
+
+
+def limits_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, label, unit in LIMIT_FIELDS:
+        a, b = (old or {}).get(key), new[key]
+        if a != b:
+            lines.append("  %-22s %s  ->  %s %s" % (label, "?" if a is None else ug(a), ug(b), unit))
+    return lines
+
+
+def program_plan(old_program: dict[str, Any] | None, old_limits: dict[str, Any] | None,
+                 new_program: dict[str, Any], new_limits: dict[str, Any],
+                 program_changed: bool) -> list[tuple[str, dict[str, Any]]]:
+    # The commands, in an order the pump accepts at every step: its limits must admit
+    # the program running at each moment. Looser limits go first, tighter ones after the
+    # program; mixed ones pass through the looser of both.
+    steps: list[tuple[str, dict[str, Any]]] = []
+    limits_changed = old_limits is None or any(old_limits.get(k) != new_limits[k] for k, _, _ in LIMIT_FIELDS)
+    if not limits_changed:
+        return [("program", new_program)] if program_changed else []
+    if not program_changed or old_program is None:
+        return [("limits", dict(new_limits))] + ([("program", new_program)] if program_changed else [])
+    assert old_limits is not None
+    keys = [k for k, _, _ in LIMIT_FIELDS]
+    if all(new_limits[k] >= old_limits[k] for k in keys):
+        steps = [("limits", dict(new_limits)), ("program", new_program)]
+    elif all(new_limits[k] <= old_limits[k] for k in keys):
+        steps = [("program", new_program), ("limits", dict(new_limits))]
+    else:
+        looser = {k: max(new_limits[k], old_limits[k]) for k in keys}
+        steps = [("limits", looser), ("program", new_program), ("limits", dict(new_limits))]
+    return steps
+
+
+def board_of(dev: str | None) -> str:
+    # the pump head a device id names: the simulated Pico's are "sim-<seed>"
+    return "sim" if (dev or "").startswith("sim-") else "pico"
+
+
+def cmd_program(opts: argparse.Namespace, link: Link, ui: Ui, pf: Any = None) -> int:
+    if pf is None:
+        link.hello(opts.timeout)
+        pf = load_program_file(opts.file, board_of(link.dev))
+    assert pf.checked is not None and pf.limits is not None
+    new_program = pf.checked.to_dict()  # the pump's own reading, defaults filled in
+    settings = link.settings(opts.timeout)
+    status = link.status(opts.timeout)
+    old_program = settings.get("program")
+    old_limits = settings.get("limits")
+    program_changed = old_program is None or old_program != new_program
+    diff = program_diff(old_program, new_program) if program_changed else []
+    ldiff = limits_diff(old_limits, pf.limits)
+    actions = [] if (opts.no_bolus or not program_changed) else list(pf.actions)
+    title = pf.description if getattr(pf, "description", None) else ""
+    ui.say("Program file %s%s, checked for %s" % (opts.file, "  (%s)" % title if title else "",
+                                                   pf.board.label if pf.board else "the pump head"))
+    if not diff and not ldiff and not actions:
+        ui.say("The pump already runs this program with these limits: nothing to send.")
+        ui.emit({"ok": True, "cmd": "program", "changed": False, "sent": []})
+        return EXIT_OK
+    if diff:
+        ui.say("Program changes:" if old_program is not None else "")
+        for line in diff:
+            ui.say(line)
+    else:
+        ui.say("Program: unchanged")
+    if ldiff:
+        ui.say("Hard limits change:")
+        for line in ldiff:
+            ui.say(line)
+    for a in actions:
+        ui.say("Then a clinician bolus of %s ug over %d min (the file's [clinician_bolus])" % (
+            ug(a["dose_ng"]), a["duration_min"]))
+    # What the pump would refuse half-way: say it now, before anything is sent.
+    conc = status.get("conc_ug_per_ml") or 0
+    if program_changed and conc and conc != new_program["conc_ug_per_ml"]:
+        raise UserError("the reservoir holds %d ug/mL and the program is for %d ug/mL: refill with the new "
+                        "concentration first (console refill ... --bridge). Nothing was sent"
+                        % (conc, new_program["conc_ug_per_ml"]))
+    flex = sum(len(s) for s in new_program["profiles"].values()) > 1 or len(set(new_program["week"])) > 1
+    if program_changed and flex and settings.get("clock") is None:
+        raise UserError("a flex schedule needs the pump's clock: set it first (console clock set now). "
+                        "Nothing was sent")
+    ui.confirm("Send this to the pump?")
+    steps = program_plan(old_program, old_limits, pf.program, pf.limits, program_changed)
+    steps += [("bolus", {"dose_ng": a["dose_ng"], "duration_min": a["duration_min"]}) for a in actions]
+    sent: list[dict[str, Any]] = []
+    for i, (cmd, args) in enumerate(steps):
+        try:
+            reply = link.command(cmd, args, CLINICIAN, opts.timeout)
+        except CommandError as e:
+            done = ", ".join(s["cmd"] for s in sent) or "nothing"
+            raise CommandError("%s\nDone before this: %s; not sent: %s" % (
+                e, done, ", ".join(c for c, _ in steps[i + 1:]) or "nothing"), e.result) from None
+        events = command_events(link, reply, {"program": "program", "limits": "limits",
+                                              "bolus": "bolus_start"}[cmd])
+        sent.append({"cmd": cmd, "args": args, "events": events})
+        if cmd == "limits":
+            ui.say("Limits set: " + ", ".join("%s %s %s" % (label.lower(), ug(args[k]), unit)
+                                              for k, label, unit in LIMIT_FIELDS))
+        elif cmd == "program":
+            ui.say("Program set: %s %d ug/mL" % (new_program["drug"], new_program["conc_ug_per_ml"]))
+        else:
+            start = find(events, "bolus_start")
+            ui.say("Clinician bolus started: %s ug over %d min%s" % (
+                ug(args["dose_ng"]), args["duration_min"],
+                " (%d strokes)" % start["strokes"] if start and "strokes" in start else ""))
+    ui.emit({"ok": True, "cmd": "program", "changed": True, "sent": sent})
+    return EXIT_OK
+
+
+# ---- bolus --------------------------------------------------------------------------------
+
+def cmd_bolus(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    if opts.patient:
+        cmd, args, role = "patient_bolus", {}, PATIENT
+        ui.confirm("Ask the pump for the patient bolus the program allows?")
+    else:
+        dose_ng = parse_amount(opts.dose_ug, 3, "ug", "--dose-ug", allow_zero=False)
+        minutes = opts.minutes
+        cmd, args, role = "bolus", {"dose_ng": dose_ng, "duration_min": minutes}, CLINICIAN
+        ui.confirm("Give a clinician bolus of %s ug over %d min?" % (ug(dose_ng), minutes))
+    reply = link.command(cmd, args, role, opts.timeout)
+    events = command_events(link, reply, "bolus_start")
+    start = find(events, "bolus_start") or {}
+    requested = start.get("requested_ng", args.get("dose_ng"))
+    what = "Patient bolus" if opts.patient else "Clinician bolus"
+    ui.say("%s started: %s ug over %s min, %s strokes" % (
+        what, ug(requested) if requested is not None else "?", start.get("duration_min", args.get("duration_min")),
+        start.get("strokes", "?")))
+    end = follow_bolus(link, ui, opts.timeout) if opts.wait else None
+    if end is not None:
+        ui.say("Bolus ended (%s): %s ug delivered, %s of %s strokes confirmed" % (
+            end.get("end"), ug(end.get("delivered_ng") or 0), end.get("strokes_confirmed"), end.get("strokes_total")))
+    ui.emit({"ok": True, "cmd": cmd, "result": reply.result, "bolus_start": start, "bolus_end": end})
+    return EXIT_OK
+
+
+def follow_bolus(link: Link, ui: Ui, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any] | None:
+    # Progress from the pump's status until its bolus_end event; Ctrl-C stops waiting
+    # (the bolus goes on). Returns the bolus_end event, or None.
+    ui.note("Waiting for the bolus to end; Ctrl-C stops waiting (the bolus goes on).")
+    tty = ui.stderr.isatty()
+    shown = ""
+    end: list[dict[str, Any]] = []
+
+    def seen(body: dict[str, Any]) -> None:
+        if body.get("t") == "event" and body.get("ev") == "bolus_end":
+            end.append(body)
+
+    try:
+        while not end:
+            reply = link.request({"cmd": "status"}, timeout_s)
+            for f in reply.frames:
+                seen(f.body)
+            status = reply.last("status")
+            if not end and status is not None:
+                bolus = status.get("bolus")
+                text = "bolus: " + bolus_text(bolus) if bolus else "bolus: ending"
+                if text != shown:
+                    shown = text
+                    ui.stderr.write(("\r%s   " if tty else "%s\n") % text)
+                    ui.stderr.flush()
+                if bolus is None:
+                    # over already, and its end event went by before we looked
+                    link.wait_for(lambda b: b.get("ev") == "bolus_end", poll_s, seen)
+                    break
+            if not end:
+                link.wait_for(lambda b: b.get("ev") == "bolus_end", poll_s, seen)
+    except KeyboardInterrupt:
+        if tty:
+            ui.stderr.write("\n")
+        ui.note("Stopped waiting; the bolus goes on.")
+        return None
+    if tty and shown:
+        ui.stderr.write("\n")
+    return end[0] if end else None
+
+
+# ---- refill -------------------------------------------------------------------------------
+
+def tolerance_nl(expected_nl: int) -> int:
+    return max(RESIDUAL_TOLERANCE_NL, expected_nl // 10)
+
+
+def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    status = link.status(opts.timeout)
+    expected = status.get("reservoir_nl", 0)
+    old_conc = status.get("conc_ug_per_ml") or 0
+    tol = tolerance_nl(expected)
+    ui.say("Refill of pump %s (%s%s)" % (link.dev, status.get("drug") or "no drug",
+                                         ", %d ug/mL" % old_conc if old_conc else ""))
+    ui.say("The pump expects %s left in the reservoir. Withdraw the residual completely and measure it;"
+           % ml(expected))
+    ui.say("a difference of more than %s from that is flagged (refill_residual)." % ml(tol))
+
+    def value(flag: Any, prompt: str, option: str, parse: Callable[[str], int]) -> int:
+        if flag is not None:
+            return parse(flag)
+        while True:
+            text = ui.ask(prompt, option)
+            try:
+                return parse(text)
+            except UserError as e:
+                ui.note(str(e))
+
+    withdrawn = value(opts.withdrawn_ml, "Volume withdrawn (mL): ", "--withdrawn-ml",
+                      lambda t: parse_amount(t, 6, "mL", "withdrawn volume"))
+    diff = withdrawn - expected
+    if abs(diff) > tol:
+        ui.say("Withdrawn %s, expected %s: a difference of %s, beyond the tolerance of %s." % (
+            ml(withdrawn), ml(expected), signed_ml(diff), ml(tol)))
+        ui.say("  The pump will raise refill_residual: %s." % (
+            "more left than it counted (did it deliver less? a blocked catheter?)" if diff > 0 else
+            "less left than it counted (a leak? drug in the pocket at the last fill?)"))
+    else:
+        ui.say("Withdrawn %s, expected %s: difference %s, within %s." % (
+            ml(withdrawn), ml(expected), signed_ml(diff), ml(tol)))
+    volume = value(opts.volume_ml, "New fill volume (mL): ", "--volume-ml",
+                   lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
+    conc = value(opts.conc, "Concentration of the new drug (ug/mL): ", "--conc",
+                 lambda t: parse_whole(t, "concentration", 1, 1000000))
+    conc_again = value(opts.conc_again, "Concentration again, read from the label (ug/mL): ", "--conc-again",
+                       lambda t: parse_whole(t, "concentration", 1, 1000000))
+    if conc != conc_again:
+        ui.note("The two concentrations differ (%d and %d ug/mL): the pump will refuse the refill." % (
+            conc, conc_again))
+    bridge = opts.bridge
+    if old_conc and conc != old_conc and bridge is None:
+        ui.say("The concentration changes from %d to %d ug/mL: the old drug still in the line must be "
+               "given at its own strength (a bridge)." % (old_conc, conc))
+        if ui.yes:
+            raise UserError("a change of concentration needs --bridge (or --no-bridge to let the pump refuse it)")
+        ui.confirm("Refill with a bridge?")
+        bridge = True
+    args: dict[str, Any] = {"withdrawn_nl": withdrawn, "volume_nl": volume, "conc_ug_per_ml": conc,
+                            "conc_again": conc_again}
+    if bridge is not None:
+        args["bridge"] = bool(bridge)
+    ui.confirm("Refill: %s withdrawn, new fill %s at %d ug/mL%s. Send?" % (
+        ml(withdrawn), ml(volume), conc, " with a bridge" if bridge else ""))
+    reply = link.command("refill", args, CLINICIAN, opts.timeout)
+    events = command_events(link, reply, "refill")
+    refill = find(events, "refill") or {}
+    fill = find(events, "fill") or {}
+    mismatch = bool(refill.get("mismatch"))
+    ui.say("Refilled: %s at %d ug/mL%s." % (ml(volume), conc,
+                                              ", bridge of %s" % ml(fill["bridge_nl"]) if fill.get("bridge_nl") else ""))
+    if refill:
+        ui.say("Residual: withdrawn %s, expected %s, difference %s, tolerance %s." % (
+            ml(refill.get("withdrawn_nl", withdrawn)), ml(refill.get("expected_nl", expected)),
+            signed_ml(refill.get("difference_nl", diff)), ml(refill.get("tolerance_nl", tol))))
+    if mismatch:
+        ui.say("MISMATCH: the pump raised the refill_residual alarm. Look for the cause (catheter, "
+               "pocket, leak), then acknowledge it: python -m tools.console ack")
+    ui.emit({"ok": True, "cmd": "refill", "args": args, "refill": refill, "fill": fill, "mismatch": mismatch})
+    return EXIT_OK
+
+
+# ---- alarms, clock, alarm levels ------------------------------------------------------------
+
+def cmd_ack(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    role = pick_role(opts, link, (CLINICIAN, PATIENT))
+    reply = link.command("ack", {}, role, opts.timeout)
+    events = command_events(link, reply, "ack")
+    ack = find(events, "ack") or {}
+    cleared = ack.get("cleared") or []
+    status = link.status(opts.timeout)
+    active = status.get("alarms") or []
+    ui.say("Acknowledged%s. Cleared: %s" % (" (as %s)" % role, ", ".join(cleared) or "none"))
+    ui.say("Still active: %s" % (", ".join(alarm_text(a) for a in active) or "none"))
+    ui.emit({"ok": True, "cmd": "ack", "role": role, "cleared": cleared, "alarms": active})
+    return EXIT_OK
+
+
+def cmd_silence(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    role = pick_role(opts, link, (CLINICIAN, PATIENT))
+    reply = link.command("silence", {"minutes": opts.minutes}, role, opts.timeout)
+    ui.say("Alarm sound silenced for %d min (the light stays); anything new sounds at once." % opts.minutes)
+    ui.emit({"ok": True, "cmd": "silence", "role": role, "minutes": opts.minutes, "result": reply.result})
+    return EXIT_OK
+
+
+def cmd_clock(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    if opts.action == "show":
+        settings = link.settings(opts.timeout)
+        ui.say("Pump clock: %s" % clock_text(settings.get("clock")))
+        ui.emit({"ok": True, "cmd": "clock", "clock": settings.get("clock")})
+        return EXIT_OK
+    day, ms = parse_when(opts.when)
+    reply = link.command("clock", {"day": day, "ms": ms}, CLINICIAN, opts.timeout)
+    events = command_events(link, reply, "clock")
+    ev = find(events, "clock") or {}
+    ui.say("Pump clock set to %s." % clock_text([day, ms]))
+    if ev.get("was_valid"):
+        moved = ev.get("moved_ms", 0)
+        ui.say("It moved %s %s." % (wait_text(abs(moved)), "forward" if moved >= 0 else "back"))
+    if ev.get("skipped_ng"):
+        ui.say("The schedule's doses over the hours skipped (%s ug) are not given: elapsed time drives "
+               "delivery." % ug(ev["skipped_ng"]))
+    if ev.get("repeated_ng"):
+        ui.say("The schedule's doses over the hours repeated (%s ug) are not given twice." % ug(ev["repeated_ng"]))
+    ui.emit({"ok": True, "cmd": "clock", "clock": [day, ms], "event": ev})
+    return EXIT_OK
+
+
+ALARM_LEVELS = (("low_reservoir_nl", "low_ml", "Low reservoir", "mL"),
+                ("low_days", "low_days", "Low days left", "days"),
+                ("empty_floor_nl", "empty_floor_ml", "Empty floor", "mL"))
+
+
+def cmd_alarm_settings(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    settings = link.settings(opts.timeout)
+    current = dict(settings.get("alarm_settings") or {})
+    given = {key: getattr(opts, attr) for key, attr, _, _ in ALARM_LEVELS if getattr(opts, attr) is not None}
+
+    def show(levels: dict[str, Any]) -> None:
+        for key, _, label, unit in ALARM_LEVELS:
+            v = levels.get(key)
+            ui.say("%-15s %s" % (label, "?" if v is None else (ml(v) if unit == "mL" else "%d days" % v)))
+
+    if not given:
+        show(current)
+        ui.emit({"ok": True, "cmd": "alarm_settings", "alarm_settings": current})
+        return EXIT_OK
+    new = dict(current)
+    for key, text in given.items():
+        if key == "low_days":
+            new[key] = parse_whole(text, "--low-days", 0, 1000)
+        else:
+            new[key] = parse_amount(text, 6, "mL", "--" + key.replace("_nl", "_ml").replace("_", "-"))
+    missing = [k for k, _, _, _ in ALARM_LEVELS if k not in new]
+    if missing:
+        raise UserError("the pump did not say its current %s: give all three levels" % ", ".join(missing))
+    args = {k: new[k] for k, _, _, _ in ALARM_LEVELS}
+    reply = link.command("alarm_settings", args, CLINICIAN, opts.timeout)
+    command_events(link, reply, "alarm_settings")
+    ui.say("Alarm levels set:")
+    show(args)
+    ui.emit({"ok": True, "cmd": "alarm_settings", "alarm_settings": args})
+    return EXIT_OK
+
+
+def cmd_simple(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    # pause, resume, cancel-bolus: a clinician command without arguments
+    cmd = {"pause": "pause", "resume": "resume", "cancel-bolus": "cancel_bolus"}[opts.command]
+    reply = link.command(cmd, {}, CLINICIAN, opts.timeout)
+    ui.say({"pause": "Paused: the keep-open rate runs until `resume`.", "resume": "Resumed: the program runs.",
+            "cancel_bolus": "Bolus cancelled."}[cmd])
+    ui.emit({"ok": True, "cmd": cmd, "result": reply.result})
+    return EXIT_OK
+
+
+# ---- log and plot -------------------------------------------------------------------------
+
+def fetch_log(link: Link, ui: Ui) -> Any:
+    progress = ui.progress("log")
+    export = link.log_export(progress)
+    progress.finish()
+    if export.missing:
+        ui.note("warning: %d of %d records did not arrive intact (link errors); export again for a "
+                "complete log" % (export.missing, export.result.get("records", 0)))
+    if export.result.get("corrupt"):
+        ui.note("warning: the pump skipped %s stored records that failed their check" % export.result["corrupt"])
+    return export
+
+
+def cmd_log(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    export = fetch_log(link, ui)
+    text = logformat.render(export.records, opts.format)
+    if opts.output and opts.output != "-":
+        from tools.keystore import write_private
+        # health data: readable by its owner only, written whole or not at all
+        write_private(opts.output, text.encode())
+        ui.note("log: %d records written to %s (%s)" % (len(export.records), opts.output, opts.format))
+    else:
+        ui.stdout.write(text)
+        ui.stdout.flush()
+        ui.note("log: %d records" % len(export.records))
+    return EXIT_OK
+
+
+def cmd_plot(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    try:
+        from tools import plot  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise UserError("plots need tools/plot.py, which this checkout does not have (%s)" % e) from None
+    export = fetch_log(link, ui)
+    status = link.status(opts.timeout)
+    # the status frame joins the records (tools.plot takes status bodies among them)
+    records = list(export.records) + [status]
+    try:
+        plot.render_png(records, opts.output)
+    except ImportError as e:
+        raise UserError("plots need matplotlib, which is not installed (%s)" % e) from None
+    except (ValueError, OSError) as e:  # tools.plot.PlotError is a ValueError
+        raise UserError("no plot: %s" % e) from None
+    ui.say("Plot of %d log records written to %s" % (len(export.records), opts.output))
+    ui.emit({"ok": True, "cmd": "plot", "output": opts.output, "records": len(export.records)})
+    return EXIT_OK
+
+
+# ---- keys ---------------------------------------------------------------------------------
+
+def parse_roles(text: str) -> list[str]:
+    roles = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise UserError("--roles %r: a comma-separated list of %s" % (text, ", ".join(ROLES)))
+    return [r for r in ROLES if r in roles]
+
+
+def pico_storage_dir() -> str:
+    # The folder the Pico keeps its data in (boards/pico/config.py STORAGE_DIR), as a
+    # device path relative to the REPL's working directory ("/" on a Pico).
+    import ast
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "boards", "pico", "config.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "STORAGE_DIR" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            return str(value).strip("/")
+    raise UserError("boards/pico/config.py has no STORAGE_DIR")
+
+
+def mpremote_exe(opts: argparse.Namespace) -> str:
+    return opts.mpremote or os.path.join(os.path.dirname(sys.executable), "mpremote")
+
+
+def _connect_args(opts: argparse.Namespace) -> list[str]:
+    args = [mpremote_exe(opts), "connect", opts.port]
+    if opts.resume:
+        args.append("resume")
+    return args
+
+
+def _run_mpremote(args: list[str], what: str) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise UserError("mpremote not found (%s): install it (make sim sets up the venv) or give --mpremote"
+                        % args[0]) from None
+    except subprocess.TimeoutExpired:
+        raise UserError("mpremote did not finish %s within 120 s" % what) from None
+    if proc.returncode:
+        raise UserError("mpremote failed to %s (exit %d): %s\nIs the Pico connected, and was it booted with the "
+                        "service pin held (docs/pico.md)?" % (what, proc.returncode,
+                                                             (proc.stderr or proc.stdout).strip()[-500:]))
+    return proc.stdout
+
+
+def pico_dev(opts: argparse.Namespace) -> str:
+    # The Pico's device id as its firmware computes it: machine.unique_id() in hex.
+    script = ("import machine, binascii\n"
+              "print('PUMP-DEV ' + binascii.hexlify(machine.unique_id()).decode())\n")
+    out = _run_mpremote(_connect_args(opts) + ["exec", script], "read the Pico's unique id")
+    m = re.search(r"PUMP-DEV ([0-9a-f]+)", out)
+    if not m:
+        raise UserError("could not read the Pico's unique id (mpremote said %r); give it with --dev" % out[-200:])
+    return m.group(1)
+
+
+def provision_pico(opts: argparse.Namespace, store: KeyStore, ui: Ui) -> int:
+    roles = parse_roles(opts.roles)
+    dev = opts.dev or pico_dev(opts)
+    ui.say("Provisioning pump %s on %s with new %s key%s." % (dev, opts.port, " and ".join(roles),
+                                                            "s" if len(roles) > 1 else ""))
+    ui.say("This replaces every key the pump holds: consoles with its old keys can no longer command it.")
+    ui.confirm("Provision?")
+    keys = fresh_keys(roles)
+    data_dir = pico_storage_dir()
+    target = "%s/keys" % data_dir if data_dir else "keys"
+    mkdir = "import os\ntry:\n    os.mkdir(%r)\nexcept OSError:\n    pass\n" % data_dir if data_dir else "pass\n"
+    fd, tmp = tempfile.mkstemp(prefix="pump-keys-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(keys_file(dev, keys))
+        args = _connect_args(opts) + ["exec", mkdir, "+", "fs", "cp", tmp, ":" + target]
+        if not opts.no_reset:
+            args += ["+", "reset"]
+        _run_mpremote(args, "copy the keys file to the Pico")
+    finally:
+        os.unlink(tmp)
+    entry = store.install(dev, keys)
+    ui.say("Keys written to the Pico (:%s) and to %s." % (target, store.path(dev)))
+    ui.say("The Pico restarts and reads them at boot; `python -m tools.console info --port %s` shows them."
+           % opts.port if not opts.no_reset else "Reset the Pico so that it reads them at boot.")
+    ui.emit({"ok": True, "cmd": "provision", "dev": dev, "roles": entry.roles, "key_store": store.path(dev)})
+    return EXIT_OK
+
+
+def provisioned_sim(opts: argparse.Namespace, link: Link, store: KeyStore, ui: Ui) -> int:
+    # `provision --sim`: the keys went into the flash before boot (console.Source); check
+    # that the pump took them.
+    hello = link.hello(opts.timeout)
+    dev = link.dev
+    roles = hello.get("roles") or []
+    entry = store.load(dev) if dev else None
+    want = entry.roles if entry else []
+    if sorted(roles) != sorted(want):
+        raise UserError("the simulated pump holds keys for %s, the key store for %s: the pump did not read "
+                        "its keys file (see its log: keys_invalid)" % (roles or "no role", want or "no role"))
+    ui.say("Simulated pump %s provisioned with %s keys; key store %s" % (dev, " and ".join(want), store.path(dev or "")))
+    ui.emit({"ok": True, "cmd": "provision", "dev": dev, "roles": want, "key_store": store.path(dev or "")})
+    return EXIT_OK
+
+
+def cmd_keys(opts: argparse.Namespace, store: KeyStore, ui: Ui) -> int:
+    if opts.action == "list":
+        found = []
+        for dev in store.devices():
+            try:
+                entry = store.load(dev)
+            except KeyStoreError as e:
+                ui.say("%-24s %s" % (dev, e))
+                continue
+            if entry is None:
+                continue
+            found.append({"dev": dev, "roles": entry.roles, "ctr": entry.ctr})
+            ui.say("%-24s %s  (last counters: %s)" % (dev, ", ".join(entry.roles) or "no keys",
+                                                     ", ".join("%s %d" % kv for kv in sorted(entry.ctr.items()))))
+        if not found:
+            ui.say("No pumps in the key store %s" % store.directory)
+        ui.emit({"ok": True, "key_store": store.directory, "pumps": found})
+        return EXIT_OK
+    if not opts.dev or not opts.to:
+        raise UserError("keys export needs --dev ID and --to DIR")
+    roles = parse_roles(opts.roles)
+    path = store.export(opts.dev, roles, opts.to)
+    ui.say("Wrote %s with the %s key%s of pump %s: give it to that console (its --keys or $PUMP_KEYS_DIR)."
+           % (path, " and ".join(roles), "s" if len(roles) > 1 else "", opts.dev))
+    ui.emit({"ok": True, "path": path, "roles": roles})
+    return EXIT_OK
+
+
+# ---- errors as the user sees them -----------------------------------------------------------
+
+def report_error(e: BaseException, ui: Ui, cmd: str) -> int:
+    # One message on stderr (and a JSON object with --json); the exit status.
+    if isinstance(e, Cancelled):
+        ui.note("Cancelled: nothing was sent.")
+        ui.emit({"ok": False, "cmd": cmd, "error": "cancelled"})
+        return EXIT_CANCELLED
+    if isinstance(e, CommandError):
+        status, code, reason = EXIT_REFUSED, e.code, e.reason
+    elif isinstance(e, UserError):
+        status, code, reason = e.status, None, None
+    elif isinstance(e, (KeyStoreError, RequestTimeout)):
+        status, code, reason = EXIT_USAGE, None, None
+    else:
+        raise e
+    ui.note("console: %s" % e)
+    out: dict[str, Any] = {"ok": False, "cmd": cmd, "error": str(e)}
+    if code:
+        out["code"] = code
+    if reason:
+        out["reason"] = reason
+    if isinstance(e, CommandError) and e.result:
+        out["result"] = e.result
+    ui.emit(out)
+    return status
