@@ -477,3 +477,196 @@ def test_csv_has_fixed_columns_then_every_key_and_parses_back():
     assert rows[0]["restored"] == "false" and rows[4]["restored"] == "true"
     assert rows[5]["reason"] == 'a "quoted", comma' and rows[5]["limit"] == ""
     assert logformat.render([], "csv") == "boot,up_day,up_ms,pump_time,ev\n"
+
+
+# ---- fill, prime, titrate: numbers, previews, and what is refused before sending ------------
+
+FLEX = {"drug": "baclofen", "conc_ug_per_ml": 2000,
+        "profiles": {"day": [[300, 720000], [540, 360000], [1260, 480000]], "end": [[540, 400000]]},
+        "week": ["day"] * 5 + ["end"] * 2, "pump_dead_volume_nl": 20000, "catheter_dead_volume_nl": 150000,
+        "priming_nl_per_hour": 600000, "keep_open_nl_per_day": 6000}
+
+
+def titration(*argv):
+    return commands.titration_args(parse("titrate", "--port", "p", *argv))
+
+
+def test_titration_options_become_the_pumps_integers():
+    assert titration("--percent", "-20") == {"percent": -20, "in_min": 0}
+    assert titration("--percent", "+15%", "--in-min", "90") == {"percent": 15, "in_min": 90}
+    assert titration("--dose-ug-per-day", "100.3") == {"daily_ng": 100300, "in_min": 0}  # not 100299
+    assert titration("--dose-ug-per-day", "1", "--in-min", "8640") == {"daily_ng": 1000, "in_min": 8640}
+    assert titration("--dose-ug-per-day", "3000")["daily_ng"] == 3000000
+
+
+def test_fill_and_prime_options_parse(capsys):
+    o = parse("fill", "--port", "p", "--volume-ml", "18.5", "--conc", "500", "--conc-again", "500", "--yes")
+    assert (o.volume_ml, o.conc, o.conc_again, o.yes) == ("18.5", "500", "500", True)
+    o = parse("prime", "--sim", "--part", "catheter", "--wait", "--json")
+    assert (o.part, o.wait, o.json, o.yes) == ("catheter", True, True, False)
+    assert parse("prime", "--port", "p").part == "all"
+    # the pump primes the whole line or the catheter alone (firmware/pump/therapy.py prime)
+    assert "invalid choice: 'pump'" in usage_error(capsys, "prime", "--port", "p", "--part", "pump")
+
+
+def test_bad_titrations_are_usage_errors_before_any_connection(capsys):
+    def err(*argv):
+        return usage_error(capsys, "titrate", "--port", "p", *argv)
+    assert "give --percent N or --dose-ug-per-day N" in err()
+    assert "give --percent N or --dose-ug-per-day N" in err("--percent", "5", "--dose-ug-per-day", "5")
+    assert "the pump titrates by -90..+100 %" in err("--percent", "-91")
+    assert "the pump titrates by -90..+100 %" in err("--percent", "101")
+    assert "changes nothing" in err("--percent", "0")
+    assert "whole number of percent" in err("--percent", "12.5")
+    assert "at most 3 decimals in ug/day" in err("--dose-ug-per-day", "0.0001")
+    assert "above 0" in err("--dose-ug-per-day", "0")
+    assert "the pump titrates to 1..3000 ug/day" in err("--dose-ug-per-day", "3000.001")
+    assert "--in-min 8641: expected 0..8640" in err("--percent", "5", "--in-min", "8641")
+    assert "--in-min" in err("--percent", "5", "--in-min", "soon")
+
+
+def sim_pump_core(program=FLEX):
+    # a pump core as the simulated Pico runs it, with room in its limits
+    from pump.core import Pump
+    from tools import programfile
+    head = programfile.board("sim").head
+    pump = Pump(head)
+    pump.power_up(0)
+    assert pump.set_limits(0, {"max_rate_ng_per_day": 10000000, "max_24h_ng": 10000000,
+                               "max_bolus_ng": 200000}) is None
+    assert pump.set_clock(0, 8766, 0) is None
+    assert pump.fill(0, 20000000, 2000) is None
+    assert pump.set_program(0, dict(program)) is None
+    return pump
+
+
+def test_the_consoles_titration_bounds_are_the_pumps():
+    pump = sim_pump_core({"drug": "baclofen", "conc_ug_per_ml": 2000, "dose_ug_per_day": 200})
+    lo, hi = commands.TITRATE_PERCENT_MIN, commands.TITRATE_PERCENT_MAX
+    assert "percent=" in pump.titrate(1, percent=lo - 1) and "percent=" in pump.titrate(1, percent=hi + 1)
+    dlo, dhi = commands.TITRATE_DAILY_NG_MIN, commands.TITRATE_DAILY_NG_MAX
+    assert "daily_ng=" in pump.titrate(1, daily_ng=dlo - 1) and "daily_ng=" in pump.titrate(1, daily_ng=dhi + 1)
+    assert "in_min=" in pump.titrate(1, percent=5, in_min=commands.TITRATE_IN_MIN_MAX + 1)
+    assert pump.titrate(1, percent=5, in_min=commands.TITRATE_IN_MIN_MAX) is None
+    assert pump.titrate(2, daily_ng=dhi) is None and pump.titrate(3, daily_ng=dlo * 100) is None
+    assert pump.titrate(4, percent=lo) is None and pump.titrate(5, percent=hi) is None
+
+
+def test_the_titration_preview_is_exactly_what_the_pump_then_runs():
+    for args in ({"percent": -20}, {"percent": 7}, {"daily_ng": 187500}, {"daily_ng": 1234567}):
+        pump = sim_pump_core()
+        preview = commands.titrated_profiles(pump.program.to_dict(), dict(args, in_min=0))
+        assert pump.titrate(10, in_min=0, **args) is None
+        assert preview == pump.program.to_dict()["profiles"], args
+
+
+def test_daily_doses_are_exact_and_shown_before_and_after():
+    from fractions import Fraction
+    # the day profile following itself: 00:00-05:00 still at 21:00's 480, then 720, 360, 480
+    assert commands.profile_daily_ng(FLEX["profiles"]["day"]) == 460000
+    assert commands.profile_daily_ng([[0, 200000]]) == 200000
+    assert commands.profile_daily_ng([[0, 1], [1, 2]]) == Fraction(1 + 2 * 1439, 1440)
+    assert commands.titration_lines({"all": [[0, 200000]]}, {"all": [[0, 160000]]}) == [
+        "  Daily dose      200 ug/day  ->  160 ug/day"]
+    new = commands.titrated_profiles(FLEX, {"daily_ng": 187500, "in_min": 0})
+    lines = commands.titration_lines(FLEX["profiles"], new)
+    assert lines[0] == "  day: 460 ug a day  ->  ~187.5 ug a day"  # each step rounded to the ng/day
+    assert lines[1] == "    now  05:00 720 ug/day, 09:00 360 ug/day, 21:00 480 ug/day"
+    assert lines[2] == "    new  05:00 293.478 ug/day, 09:00 146.739 ug/day, 21:00 195.652 ug/day"
+    assert lines[3] == "  end: 400 ug a day  ->  187.5 ug a day"
+
+
+def test_what_priming_fills_and_about_how_long_it_takes():
+    assert commands.line_volume_nl(FLEX, "all") == 170000
+    assert commands.line_volume_nl(FLEX, "catheter") == 150000
+    assert commands.priming_ms(170000, 600000) == 1020000  # 17 min
+    assert commands.priming_ms(1, 600000) == 6  # rounded up
+    assert commands.prime_lines(FLEX, "all") == ["  Pump dead volume       20 uL",
+                                                 "  Catheter dead volume   150 uL",
+                                                 "  To prime               170 uL at 600 uL/h: about 17 min"]
+    assert [line.split()[0] for line in commands.prime_lines(FLEX, "catheter")] == ["Catheter", "To"]
+
+
+class FakePump:
+    # The read side of a Link, with canned answers; records what would have been sent.
+    dev = "sim-7"
+    port = "/dev/fake"
+
+    def __init__(self, status, program):
+        self._status = dict({"t": "status", "conc_ug_per_ml": 0, "reservoir_nl": 0, "bolus": None}, **status)
+        self._settings = {"program": program}
+        self.sent = []
+
+    def status(self, timeout_s=3.0):
+        return self._status
+
+    def settings(self, timeout_s=3.0):
+        return self._settings
+
+    def command(self, cmd, args=None, role="clinician", timeout_s=3.0):
+        self.sent.append((cmd, args))
+        raise AssertionError("nothing should be sent: %s %s" % (cmd, args))
+
+
+def run_cmd(fn, link, *argv, stdin=""):
+    opts = parse(*argv, "--port", "p")
+    out, err = io.StringIO(), io.StringIO()
+    ui = Ui(opts, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    try:
+        return fn(opts, link, ui), out.getvalue(), err.getvalue()
+    except (UserError, commands.Cancelled) as e:
+        return e, out.getvalue(), err.getvalue()
+
+
+def test_fill_refuses_a_pump_that_holds_drug_and_points_to_refill():
+    link = FakePump({"conc_ug_per_ml": 500, "reservoir_nl": 1250000}, FLEX)
+    e, _, _ = run_cmd(commands.cmd_fill, link, "fill", "--volume-ml", "20", "--conc", "500", "--conc-again",
+                      "500", "--yes")
+    assert isinstance(e, UserError) and e.status == commands.EXIT_USAGE
+    assert "has been filled already: 1.25 mL of 500 ug/mL" in str(e)
+    assert "python -m tools.console refill" in str(e) and "Nothing was sent" in str(e)
+    assert link.sent == []
+
+
+def test_fill_checks_the_concentration_twice_and_against_the_program():
+    e, _, _ = run_cmd(commands.cmd_fill, FakePump({}, None), "fill", "--volume-ml", "20", "--conc", "500",
+                      "--conc-again", "50", "--yes")
+    assert "entered as 500 and as 50 ug/mL: they must agree" in str(e)
+    e, out, _ = run_cmd(commands.cmd_fill, FakePump({}, FLEX), "fill", "--volume-ml", "20", "--conc", "500",
+                        "--conc-again", "500", "--yes")
+    assert "the pump's program is for 2000 ug/mL and the drug is 500 ug/mL" in str(e)
+    assert "its reservoir is empty (program: baclofen, 2000 ug/mL)" in out
+    # asked when not given; a volume finer than a nL is asked again
+    e, _, err = run_cmd(commands.cmd_fill, FakePump({}, None), "fill", stdin="20.0000001\n20\n2000\n2000\nn\n")
+    assert isinstance(e, commands.Cancelled)
+    assert "at most 6 decimals in mL" in err and "First fill: 20 mL of 2000 ug/mL (40000 ug of drug). Send?" in err
+
+
+def test_prime_says_what_stands_in_its_way_before_sending():
+    def prime(status, program, *argv):
+        e, out, _ = run_cmd(commands.cmd_prime, FakePump(status, program), "prime", "--yes", *argv)
+        assert isinstance(e, UserError), e
+        return str(e), out
+    assert "has no program" in prime({}, None)[0]
+    assert "holds no drug to prime with: fill it first" in prime({}, FLEX)[0]
+    no_line = dict(FLEX, pump_dead_volume_nl=0, catheter_dead_volume_nl=0)
+    assert "nothing to prime: the program's dead volume is 0 uL" in prime({"conc_ug_per_ml": 2000}, no_line)[0]
+    bolus = {"kind": "clinician", "strokes_confirmed": 3, "strokes_total": 20, "requested_ng": 10000,
+             "delivered_ng": 1500}
+    text, out = prime({"conc_ug_per_ml": 2000, "bolus": bolus}, FLEX, "--part", "catheter")
+    assert "a bolus is running (clinician: 3 of 20 strokes confirmed" in text and "cancel-bolus" in text
+    assert "Priming of pump sim-7 (baclofen, 2000 ug/mL): the catheter" in out
+    assert "150 uL at 600 uL/h: about 15 min" in out
+
+
+def test_titrate_shows_the_doses_then_sends_nothing_when_the_answer_is_no():
+    link = FakePump({"conc_ug_per_ml": 2000, "titration_in_ms": 3600000, "paused": True}, FLEX)
+    e, out, err = run_cmd(commands.cmd_titrate, link, "titrate", "--percent", "-20", "--in-min", "30", stdin="n\n")
+    assert isinstance(e, commands.Cancelled) and link.sent == []
+    assert "Titration of pump sim-7 (baclofen, 2000 ug/mL): -20 % on every step, in 30 min" in out
+    assert "  day: 460 ug a day  ->  368 ug a day" in out
+    assert "    new  05:00 576 ug/day, 09:00 288 ug/day, 21:00 384 ug/day" in out
+    assert "It replaces the titration due in 1 h" in out and "The pump is paused" in out
+    assert "Titrate? [y/N]" in err
+    e, _, _ = run_cmd(commands.cmd_titrate, FakePump({}, None), "titrate", "--percent", "5", "--yes")
+    assert "has no program to titrate" in str(e)

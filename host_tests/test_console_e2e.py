@@ -217,7 +217,7 @@ def test_refill_asks_for_every_value_when_not_given(clinic, capsys, monkeypatch)
 
 def test_silence_then_ack_clears_what_acknowledgement_clears(clinic, capsys, monkeypatch):
     alarms = clinic.alarms()
-    assert {"refill_residual", "clock_not_set"} <= set(alarms)
+    assert "refill_residual" in alarms  # (the simulated pump starts with its clock set)
     # (5 simulated minutes are over in 83 ms here: the log shows the silence and its end)
     rc, out, err = clinic.run(capsys, monkeypatch, "silence", "--minutes", "5", "--role", "patient", "--json")
     assert rc == 0, err
@@ -228,7 +228,6 @@ def test_silence_then_ack_clears_what_acknowledgement_clears(clinic, capsys, mon
     body = json.loads(out)
     assert body["role"] == "clinician" and "refill_residual" in body["cleared"]
     assert "refill_residual" not in clinic.alarms()
-    assert "clock_not_set" in clinic.alarms()  # clears when the clock is set, not by an ack
 
 
 def test_clock_set_and_show(clinic, capsys, monkeypatch):
@@ -428,3 +427,74 @@ def test_provision_a_pico_copies_the_keys_file_with_mpremote(tmp_path, repl):
     assert entry.roles == ["clinician", "patient"]
     assert (device / "data" / "keys").read_bytes() == keys_file("e6614c311b7a2b2f", entry.keys)
     assert "Keys written to the Pico (:data/keys)" in proc.stdout
+
+
+# ---- a new pump: first fill, program, priming, titration ----------------------------------------
+
+@pytest.fixture(scope="module")
+def implant(tmp_path_factory):
+    # a fresh simulated Pico with no program and no drug (SimPico(program=""): nothing set up
+    # on first boot), as a pump is before its first fill
+    pump = Pump(tmp_path_factory.mktemp("implant"), program="", seed=8)
+    yield pump
+    pump.stop()
+    assert firmware_processes(pump.flash) == []
+
+
+def test_fill_fills_an_empty_pump_once_then_points_to_refill(implant, capsys, monkeypatch):
+    status = implant.status()
+    assert status["conc_ug_per_ml"] == 0 and status["reservoir_nl"] == 0 and status["drug"] is None
+    rc, out, err = implant.run(capsys, monkeypatch, "fill", "--json", stdin="18.5\n500\n500\ny\n")
+    assert rc == 0, err
+    assert "First fill of pump sim-8: its reservoir is empty (no program yet)." in err
+    assert "First fill: 18.5 mL of 500 ug/mL (9250 ug of drug). Send? [y/N]" in err
+    body = json.loads(out)
+    assert body["args"] == {"volume_nl": 18500000, "conc_ug_per_ml": 500}
+    assert body["fill"]["volume_nl"] == 18500000 and "bridge_nl" not in body["fill"]
+    status = implant.status()
+    assert status["reservoir_nl"] == 18500000 and status["conc_ug_per_ml"] == 500
+    # a second fill: the console sends nothing and names the refill
+    rc, out, err = implant.run(capsys, monkeypatch, "fill", "--volume-ml", "20", "--conc", "500",
+                               "--conc-again", "500", "--yes", "--json")
+    assert rc == 2 and "has been filled already: 18.5 mL of 500 ug/mL" in err
+    assert "python -m tools.console refill" in err and json.loads(out)["ok"] is False
+    assert implant.status()["reservoir_nl"] == 18500000
+
+
+def test_prime_shows_the_line_and_follows_the_priming_bolus(implant, capsys, monkeypatch):
+    path = os.path.join(ROOT, "programs", "continuous-500.toml")  # dead volumes 20 + 150 uL
+    rc, out, err = implant.run(capsys, monkeypatch, "program", path, "--yes")
+    assert rc == 0, err
+    rc, out, err = implant.run(capsys, monkeypatch, "prime", "--wait", "--yes")
+    assert rc == 0, err
+    assert "Priming of pump sim-8 (baclofen, 500 ug/mL): the pump's tubing and the catheter" in out
+    assert "  Pump dead volume       20 uL\n  Catheter dead volume   150 uL\n" in out
+    assert "  To prime               170 uL at 600 uL/h: about 17 min" in out
+    assert "Priming started: 170 uL, 680 strokes over 17 min" in out  # 250 nL a stroke
+    assert "Waiting for the priming to end" in err and "priming: prime: " in err
+    assert "Priming ended (done): 680 of 680 strokes confirmed" in out
+    with implant.link() as link:
+        records = link.log_export().records
+    start = [r for r in records if r["ev"] == "bolus_start"]
+    assert [(r["kind"], r["volume_nl"], r["strokes"]) for r in start] == [("prime", 170000, 680)]
+    end = next(r for r in records if r["ev"] == "bolus_end")
+    assert (end["kind"], end["end"], end["delivered_ng"]) == ("prime", "done", 0)  # priming fluid is no dose
+
+
+def test_titrate_shows_the_doses_and_takes_effect_at_its_time(implant, capsys, monkeypatch):
+    rc, out, err = implant.run(capsys, monkeypatch, "titrate", "--percent", "-20", "--in-min", "60", "--yes",
+                               "--json")
+    assert rc == 0, err
+    assert "Titration of pump sim-8 (baclofen, 500 ug/mL): -20 % on every step, in 1 h" in err
+    assert "  Daily dose      200 ug/day  ->  160 ug/day" in err
+    assert "Titration programmed: it takes effect in 1 h." in err
+    body = json.loads(out)
+    assert body["args"] == {"percent": -20, "in_min": 60}
+    assert body["titration"]["percent"] == -20 and body["profiles_new"] == {"all": [[0, 160000]]}
+    status = implant.status()
+    assert status["rate_ng_per_day"] == 200000 and 0 < status["titration_in_ms"] <= 3600000
+    # an hour of pump time is a second here
+    status = wait_until(lambda: (lambda s: s if s["rate_ng_per_day"] == 160000 else None)(implant.status()),
+                        10, "the titrated rate")
+    assert status["dose_ug_per_day"] == 160 and status["titration_in_ms"] is None
+    assert implant.settings()["program"]["profiles"] == body["profiles_new"]

@@ -267,6 +267,7 @@ def test_a_firmware_that_dies_is_reported_with_its_reason(tmp_path):
     assert "program refused: dose_ug_per_day=999999" in proc.stderr
     # and a crash shows its traceback
     sim = SimPico(speed=0, flash=str(tmp_path / "f3"))
+    sim.plan = None
     sim.program = "baclofen:x:1"  # past the host-side check, as a hand-made argv would be
     with sim:
         assert sim.wait(10) == 1

@@ -1,6 +1,6 @@
 """The console's commands that change therapy, read the pump's settings and its log, and
-manage keys: what `python -m tools.console program|bolus|refill|ack|silence|clock|
-alarm-settings|log|plot|info|provision|keys` do once the console has a link.
+manage keys: what `python -m tools.console program|bolus|refill|fill|prime|titrate|ack|
+silence|clock|alarm-settings|log|plot|info|provision|keys` do once the console has a link.
 
 Each cmd_* function takes the parsed options, the link (tools.link.Link, with a key
 store) and a Ui (prompts, confirmations, output), and returns the exit status. User
@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any, Callable, TextIO
 
 from tools import logformat
@@ -550,10 +551,12 @@ def cmd_bolus(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     return EXIT_OK
 
 
-def follow_bolus(link: Link, ui: Ui, timeout_s: float, poll_s: float = 1.0) -> dict[str, Any] | None:
+def follow_bolus(link: Link, ui: Ui, timeout_s: float, poll_s: float = 1.0,
+                 what: str = "bolus") -> dict[str, Any] | None:
     # Progress from the pump's status until its bolus_end event; Ctrl-C stops waiting
-    # (the bolus goes on). Returns the bolus_end event, or None.
-    ui.note("Waiting for the bolus to end; Ctrl-C stops waiting (the bolus goes on).")
+    # (the bolus goes on). Returns the bolus_end event, or None. `what` names it to the
+    # user ("bolus", "priming").
+    ui.note("Waiting for the %s to end; Ctrl-C stops waiting (the %s goes on)." % (what, what))
     tty = ui.stderr.isatty()
     shown = ""
     end: list[dict[str, Any]] = []
@@ -570,7 +573,7 @@ def follow_bolus(link: Link, ui: Ui, timeout_s: float, poll_s: float = 1.0) -> d
             status = reply.last("status")
             if not end and status is not None:
                 bolus = status.get("bolus")
-                text = "bolus: " + bolus_text(bolus) if bolus else "bolus: ending"
+                text = "%s: %s" % (what, bolus_text(bolus) if bolus else "ending")
                 if text != shown:
                     shown = text
                     ui.stderr.write(("\r%s   " if tty else "%s\n") % text)
@@ -584,7 +587,7 @@ def follow_bolus(link: Link, ui: Ui, timeout_s: float, poll_s: float = 1.0) -> d
     except KeyboardInterrupt:
         if tty:
             ui.stderr.write("\n")
-        ui.note("Stopped waiting; the bolus goes on.")
+        ui.note("Stopped waiting; the %s goes on." % what)
         return None
     if tty and shown:
         ui.stderr.write("\n")
@@ -597,6 +600,19 @@ def tolerance_nl(expected_nl: int) -> int:
     return max(RESIDUAL_TOLERANCE_NL, expected_nl // 10)
 
 
+def ask_value(ui: Ui, flag: Any, prompt: str, option: str, parse: Callable[[str], int]) -> int:
+    # The option's value if it was given (an error if it does not parse), else asked
+    # until an answer parses; standard input closed: an error naming the option.
+    if flag is not None:
+        return parse(flag)
+    while True:
+        text = ui.ask(prompt, option)
+        try:
+            return parse(text)
+        except UserError as e:
+            ui.note(str(e))
+
+
 def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     status = link.status(opts.timeout)
     expected = status.get("reservoir_nl", 0)
@@ -607,19 +623,8 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     ui.say("The pump expects %s left in the reservoir. Withdraw the residual completely and measure it;"
            % ml(expected))
     ui.say("a difference of more than %s from that is flagged (refill_residual)." % ml(tol))
-
-    def value(flag: Any, prompt: str, option: str, parse: Callable[[str], int]) -> int:
-        if flag is not None:
-            return parse(flag)
-        while True:
-            text = ui.ask(prompt, option)
-            try:
-                return parse(text)
-            except UserError as e:
-                ui.note(str(e))
-
-    withdrawn = value(opts.withdrawn_ml, "Volume withdrawn (mL): ", "--withdrawn-ml",
-                      lambda t: parse_amount(t, 6, "mL", "withdrawn volume"))
+    withdrawn = ask_value(ui, opts.withdrawn_ml, "Volume withdrawn (mL): ", "--withdrawn-ml",
+                          lambda t: parse_amount(t, 6, "mL", "withdrawn volume"))
     diff = withdrawn - expected
     if abs(diff) > tol:
         ui.say("Withdrawn %s, expected %s: a difference of %s, beyond the tolerance of %s." % (
@@ -630,12 +635,12 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     else:
         ui.say("Withdrawn %s, expected %s: difference %s, within %s." % (
             ml(withdrawn), ml(expected), signed_ml(diff), ml(tol)))
-    volume = value(opts.volume_ml, "New fill volume (mL): ", "--volume-ml",
-                   lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
-    conc = value(opts.conc, "Concentration of the new drug (ug/mL): ", "--conc",
-                 lambda t: parse_whole(t, "concentration", 1, 1000000))
-    conc_again = value(opts.conc_again, "Concentration again, read from the label (ug/mL): ", "--conc-again",
-                       lambda t: parse_whole(t, "concentration", 1, 1000000))
+    volume = ask_value(ui, opts.volume_ml, "New fill volume (mL): ", "--volume-ml",
+                       lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
+    conc = ask_value(ui, opts.conc, "Concentration of the new drug (ug/mL): ", "--conc",
+                     lambda t: parse_whole(t, "concentration", 1, 1000000))
+    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
+                           "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
     if conc != conc_again:
         ui.note("The two concentrations differ (%d and %d ug/mL): the pump will refuse the refill." % (
             conc, conc_again))
@@ -668,6 +673,242 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
         ui.say("MISMATCH: the pump raised the refill_residual alarm. Look for the cause (catheter, "
                "pocket, leak), then acknowledge it: python -m tools.console ack")
     ui.emit({"ok": True, "cmd": "refill", "args": args, "refill": refill, "fill": fill, "mismatch": mismatch})
+    return EXIT_OK
+
+
+# ---- first fill, priming, titration ---------------------------------------------------------
+
+# A titration's bounds, as the pump checks them (firmware/pump/therapy.py, titrate): the
+# console checks them too, so that a typo fails before anything is sent or started.
+TITRATE_PERCENT_MIN, TITRATE_PERCENT_MAX = -90, 100
+TITRATE_DAILY_NG_MIN, TITRATE_DAILY_NG_MAX = 1000, 3000000
+TITRATE_IN_MIN_MAX = 8640  # 6 days (therapy.TITRATION_DELAY_MS_MAX)
+# What `prime` may prime: the whole line, or the catheter alone (after a revision).
+PRIME_PARTS = ("all", "catheter")
+PRIME_WHAT = {"all": "the pump's tubing and the catheter", "catheter": "the catheter"}
+
+
+def cmd_fill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    # The first fill of an empty pump. A pump that holds drug is refilled instead, through
+    # the refill workflow (the residual withdrawn against the pump's account).
+    status = link.status(opts.timeout)
+    held = status.get("conc_ug_per_ml") or 0
+    if held:
+        raise UserError("pump %s has been filled already: %s of %d ug/mL left in its reservoir. `fill` is the "
+                        "first fill of an empty pump; to replace its drug, withdraw the residual and use "
+                        "`python -m tools.console refill` (it checks what you withdraw against the pump's "
+                        "account). Nothing was sent" % (link.dev, ml(status.get("reservoir_nl") or 0), held))
+    program = link.settings(opts.timeout).get("program")
+    ui.say("First fill of pump %s: its reservoir is empty (%s)." % (
+        link.dev, "program: %s, %d ug/mL" % (program.get("drug"), program.get("conc_ug_per_ml"))
+        if program else "no program yet"))
+    volume = ask_value(ui, opts.volume_ml, "Fill volume (mL): ", "--volume-ml",
+                       lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
+    conc = ask_value(ui, opts.conc, "Concentration of the drug (ug/mL): ", "--conc",
+                     lambda t: parse_whole(t, "concentration", 1, 1000000))
+    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
+                           "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
+    if conc != conc_again:
+        raise UserError("the concentration was entered as %d and as %d ug/mL: they must agree; read the label "
+                        "again. Nothing was sent" % (conc, conc_again))
+    if program and program.get("conc_ug_per_ml") != conc:
+        raise UserError("the pump's program is for %s ug/mL and the drug is %d ug/mL: fill with the program's "
+                        "concentration, or program the pump for this one first (console program FILE). Nothing "
+                        "was sent" % (program.get("conc_ug_per_ml"), conc))
+    args = {"volume_nl": volume, "conc_ug_per_ml": conc}
+    # nL x ug/mL = 1e-6 ug: the drug in the reservoir, exactly, in ng
+    ui.confirm("First fill: %s of %d ug/mL (%s ug of drug). Send?" % (ml(volume), conc,
+                                                                     ug(Fraction(volume * conc, 1000))))
+    reply = link.command("fill", args, CLINICIAN, opts.timeout)
+    fill = find(command_events(link, reply, "fill"), "fill") or {}
+    ui.say("Filled: %s at %d ug/mL." % (ml(volume), conc))
+    if program is None:
+        ui.say("Next: program the pump (python -m tools.console program FILE); then, if its line is empty, "
+               "prime it (python -m tools.console prime).")
+    elif line_volume_nl(program, "all"):
+        ui.say("The pump takes its line (%s uL) as full of this drug. If it is empty (a new pump or catheter), "
+               "prime it: python -m tools.console prime" % ul(line_volume_nl(program, "all")))
+    ui.emit({"ok": True, "cmd": "fill", "args": args, "fill": fill})
+    return EXIT_OK
+
+
+def line_volume_nl(program: dict[str, Any], part: str) -> int:
+    # what priming `part` fills, from the program's dead volumes (the pump's prime())
+    catheter = int(program.get("catheter_dead_volume_nl") or 0)
+    return catheter + int(program.get("pump_dead_volume_nl") or 0) if part == "all" else catheter
+
+
+def priming_ms(volume_nl: int, nl_per_hour: int) -> int:
+    # about how long priming takes at the program's rate (the pump rounds up to whole strokes)
+    return -(-volume_nl * 3600000 // nl_per_hour) if nl_per_hour > 0 else 0
+
+
+def prime_lines(program: dict[str, Any], part: str) -> list[str]:
+    # What `prime` will prime, from the pump's settings, in uL
+    rows = []
+    if part == "all":
+        rows.append(("Pump dead volume", "%s uL" % ul(int(program.get("pump_dead_volume_nl") or 0))))
+    rows.append(("Catheter dead volume", "%s uL" % ul(int(program.get("catheter_dead_volume_nl") or 0))))
+    volume = line_volume_nl(program, part)
+    rate = int(program.get("priming_nl_per_hour") or 0)
+    rows.append(("To prime", "%s uL at %s uL/h: about %s" % (ul(volume), ul(rate),
+                                                              wait_text(priming_ms(volume, rate)))))
+    return ["  %-22s %s" % row for row in rows]
+
+
+def cmd_prime(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    part = opts.part
+    program = link.settings(opts.timeout).get("program")
+    status = link.status(opts.timeout)
+    if program is None:
+        raise UserError("pump %s has no program, which says how much line there is to prime: program it "
+                        "(console program FILE), fill it (console fill), then prime. Nothing was sent" % link.dev)
+    conc = status.get("conc_ug_per_ml") or 0
+    if not conc:
+        raise UserError("pump %s holds no drug to prime with: fill it first (python -m tools.console fill). "
+                        "Nothing was sent" % link.dev)
+    ui.say("Priming of pump %s (%s, %d ug/mL): %s" % (link.dev, program.get("drug"), conc, PRIME_WHAT[part]))
+    for line in prime_lines(program, part):
+        ui.say(line)
+    volume = line_volume_nl(program, part)
+    if not volume:
+        raise UserError("nothing to prime: the program's %s is 0 uL (a program file sets it in [line]). Nothing "
+                        "was sent" % ("dead volume" if part == "all" else "catheter dead volume"))
+    bolus = status.get("bolus")
+    if bolus:
+        raise UserError("a bolus is running (%s): priming waits for its end%s. Nothing was sent" % (
+            bolus_text(bolus), "" if bolus.get("kind") == "bridge" else
+            " (or end it: python -m tools.console cancel-bolus)"))
+    ui.say("The basal stops while priming: what leaves the catheter tip until the drug arrives is not drug, and "
+           "the pump does not count it as delivered.")
+    ui.confirm("Prime %s (%s uL)?" % (PRIME_WHAT[part], ul(volume)))
+    reply = link.command("prime", {"part": part}, CLINICIAN, opts.timeout)
+    start = find(command_events(link, reply, "bolus_start"), "bolus_start") or {}
+    duration = start.get("duration_ms")
+    ui.say("Priming started: %s uL, %s strokes over %s" % (
+        ul(start.get("volume_nl", volume)), start.get("strokes", "?"),
+        wait_text(duration) if isinstance(duration, int) else "?"))
+    end = follow_bolus(link, ui, opts.timeout, what="priming") if opts.wait else None
+    if end is not None:
+        ui.say("Priming ended (%s): %s of %s strokes confirmed" % (
+            end.get("end"), end.get("strokes_confirmed"), end.get("strokes_total")))
+    ui.emit({"ok": True, "cmd": "prime", "part": part, "volume_nl": volume, "result": reply.result,
+             "bolus_start": start, "bolus_end": end})
+    return EXIT_OK
+
+
+def parse_percent(text: Any) -> int:
+    # "-20", "+15", "15%" -> the whole percent a titration changes every step by
+    t = str(text).strip()
+    if t.endswith("%"):
+        t = t[:-1].strip()
+    try:
+        n = int(t)
+    except ValueError:
+        raise UserError("--percent %r: expected a whole number of percent, e.g. -20 or 15" % text) from None
+    if n == 0:
+        raise UserError("--percent 0 changes nothing")
+    if not TITRATE_PERCENT_MIN <= n <= TITRATE_PERCENT_MAX:
+        raise UserError("--percent %d: the pump titrates by %d..+%d %%" % (n, TITRATE_PERCENT_MIN,
+                                                                          TITRATE_PERCENT_MAX))
+    return n
+
+
+def titration_args(opts: argparse.Namespace) -> dict[str, int]:
+    # --percent or --dose-ug-per-day, and --in-min, as the pump's titrate arguments
+    if (opts.percent is None) == (opts.dose_ug_per_day is None):
+        raise UserError("titrate: give --percent N or --dose-ug-per-day N (one of them)")
+    args: dict[str, int] = {}
+    if opts.percent is not None:
+        args["percent"] = parse_percent(opts.percent)
+    else:
+        daily = parse_amount(opts.dose_ug_per_day, 3, "ug/day", "--dose-ug-per-day", allow_zero=False)
+        if not TITRATE_DAILY_NG_MIN <= daily <= TITRATE_DAILY_NG_MAX:
+            raise UserError("--dose-ug-per-day %s: the pump titrates to %s..%s ug/day" % (
+                opts.dose_ug_per_day, ug(TITRATE_DAILY_NG_MIN), ug(TITRATE_DAILY_NG_MAX)))
+        args["daily_ng"] = daily
+    args["in_min"] = parse_whole(opts.in_min, "--in-min", 0, TITRATE_IN_MIN_MAX)
+    return args
+
+
+def titrated_profiles(program: dict[str, Any], args: dict[str, int]) -> dict[str, list[list[int]]]:
+    # The program's profiles (wire form) after the titration, computed with the pump's own
+    # code (pump.schedule), so what is shown is what the pump will run, to the ng/day.
+    from pump.schedule import Schedule
+    profiles = program.get("profiles") or {}
+    names = sorted(profiles)
+    week = [names.index(n) for n in (program.get("week") or [names[0]] * 7)]
+    sched = Schedule([[[start * 60000, rate] for start, rate in profiles[n]] for n in names], week)
+    if "percent" in args:
+        new = sched.scaled(100 + args["percent"], 100)
+    else:
+        new = Schedule([sched.scaled_to_daily(i, args["daily_ng"]) for i in range(len(names))], list(week))
+    wire_form: dict[str, list[list[int]]] = new.to_wire(names)
+    return wire_form
+
+
+def profile_daily_ng(steps: list[Any]) -> Fraction:
+    # The drug one day of a profile programs when the day before followed it too (its
+    # last step runs until its first): ng, exactly.
+    total = 0  # ng/day x minutes
+    prev_start, prev_rate = 0, steps[-1][1]
+    for start, rate in steps:
+        total += prev_rate * (start - prev_start)
+        prev_start, prev_rate = start, rate
+    total += prev_rate * (1440 - prev_start)
+    return Fraction(total, 1440)
+
+
+def titration_lines(old: dict[str, list[Any]], new: dict[str, list[Any]]) -> list[str]:
+    # The daily dose now and after the titration, per day profile, in ug
+    if len(old) == 1:
+        (name, steps), = old.items()
+        if len(steps) == 1:
+            return ["  %-15s %s ug/day  ->  %s ug/day" % ("Daily dose", ug(steps[0][1]), ug(new[name][0][1]))]
+    lines = []
+    for name in sorted(old):
+        lines.append("  %s: %s ug a day  ->  %s ug a day" % (name, ug(profile_daily_ng(old[name])),
+                                                             ug(profile_daily_ng(new[name]))))
+        lines.append("    now  " + profile_text(old[name]))
+        lines.append("    new  " + profile_text(new[name]))
+    return lines
+
+
+def cmd_titrate(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    args = titration_args(opts)
+    program = link.settings(opts.timeout).get("program")
+    if program is None:
+        raise UserError("pump %s has no program to titrate: program it first (console program FILE)" % link.dev)
+    status = link.status(opts.timeout)
+    old = program.get("profiles") or {}
+    new = titrated_profiles(program, args)
+    how = ("%+d %% on every step" % args["percent"] if "percent" in args else
+           "to %s ug a day, each day profile keeping its shape" % ug(args["daily_ng"]))
+    when = "now" if not args["in_min"] else "in %s" % wait_text(args["in_min"] * 60000)
+    ui.say("Titration of pump %s (%s, %s ug/mL): %s, %s" % (link.dev, program.get("drug"),
+                                                           program.get("conc_ug_per_ml"), how, when))
+    for line in titration_lines(old, new):
+        ui.say(line)
+    pending = status.get("titration_in_ms")
+    if isinstance(pending, int):
+        ui.say("It replaces the titration due in %s (this one starts from the program running now)."
+               % wait_text(pending))
+    if status.get("paused"):
+        ui.say("The pump is paused: the new doses run once it is resumed.")
+    ui.confirm("Titrate?")
+    reply = link.command("titrate", args, CLINICIAN, opts.timeout)
+    titration = find(command_events(link, reply, "titration"), "titration") or {}
+    if args["in_min"]:
+        ui.say("Titration programmed: it takes effect in %s." % wait_text(args["in_min"] * 60000))
+    else:
+        after = link.status(opts.timeout)
+        ui.say("Titrated: the new doses run now%s." % (
+            "" if after.get("paused") or not isinstance(after.get("rate_ng_per_day"), int) else
+            " (%s ug/day at this hour)" % ug(after["rate_ng_per_day"])))
+    ui.emit({"ok": True, "cmd": "titrate", "args": args, "profiles_now": old, "profiles_new": new,
+             "daily_ug_now": {n: ug(profile_daily_ng(s)) for n, s in old.items()},
+             "daily_ug_new": {n: ug(profile_daily_ng(s)) for n, s in new.items()},
+             "titration": titration, "result": reply.result})
     return EXIT_OK
 
 
@@ -707,8 +948,11 @@ def cmd_clock(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     ev = find(events, "clock") or {}
     ui.say("Pump clock set to %s." % clock_text([day, ms]))
     if ev.get("was_valid"):
-        moved = ev.get("moved_ms", 0)
-        ui.say("It moved %s %s." % (wait_text(abs(moved)), "forward" if moved >= 0 else "back"))
+        moved = ev.get("moved_ms")
+        if moved is None:  # the pump says how far only within 5 days (docs/protocol.md)
+            ui.say("It moved by more than 5 days.")
+        else:
+            ui.say("It moved %s %s." % (wait_text(abs(moved)), "forward" if moved >= 0 else "back"))
     if ev.get("skipped_ng"):
         ui.say("The schedule's doses over the hours skipped (%s ug) are not given: elapsed time drives "
                "delivery." % ug(ev["skipped_ng"]))

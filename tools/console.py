@@ -1,11 +1,13 @@
 """The pump's serial console: watch a pump (or the simulated Pico) live, ask its status,
-program it, give boluses, refill it, handle its alarms, export its log, provision its keys.
+program it, fill, prime and titrate it, give boluses, refill it, handle its alarms, export its
+log, provision its keys.
 
     python -m tools.console watch --sim                 # live dashboard, Ctrl-C quits
     python -m tools.console watch --sim --days 30 --speed 0 | tail   # scripted
     python -m tools.console status --port /dev/ttyACM0 --json
     python -m tools.console program programs/continuous-500.toml --port /dev/ttyACM0
     python -m tools.console bolus --dose-ug 50 --minutes 30 --port /dev/ttyACM0
+    python -m tools.console titrate --percent -20 --in-min 60 --port /dev/ttyACM0
     python -m tools.console log export --format csv -o pump-log.csv --port /dev/ttyACM0
 
 Commands that change therapy are signed with the pump's keys from the host key store
@@ -291,6 +293,9 @@ _COMMANDS = (
     ("program", "check a TOML program file, show how it differs from the pump's program, send it"),
     ("bolus", "a clinician bolus (--dose-ug, --minutes) or the patient bolus (--patient)"),
     ("refill", "the guided refill: residual withdrawn against expected, new fill, concentration twice"),
+    ("fill", "the first fill of an empty pump: volume, concentration twice (a pump with drug: refill)"),
+    ("prime", "prime the line (--part all|catheter) with the priming bolus; --wait follows it"),
+    ("titrate", "change the dose by --percent N or to --dose-ug-per-day N, now or --in-min M"),
     ("ack", "acknowledge the pump's alarms"),
     ("silence", "silence the alarm sound for 1-15 minutes (the light stays)"),
     ("clock", "set the pump's wall clock (clock set [YYYY-MM-DDTHH:MM|now]) or show it"),
@@ -368,6 +373,22 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--conc-again", metavar="UG_PER_ML", help="the concentration once more, from the label")
             p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=None,
                            help="a concentration change: give the old drug in the line as a bridge")
+        elif name == "fill":
+            p.add_argument("--volume-ml", metavar="ML", help="the fill volume, mL")
+            p.add_argument("--conc", metavar="UG_PER_ML", help="the drug's concentration, ug/mL")
+            p.add_argument("--conc-again", metavar="UG_PER_ML", help="the concentration once more, from the label")
+        elif name == "prime":
+            p.add_argument("--part", choices=commands.PRIME_PARTS, default="all",
+                           help="all: the pump's tubing and the catheter (default); catheter: the catheter "
+                                "alone, after a revision")
+            p.add_argument("--wait", action="store_true", help="follow the priming until it ends")
+        elif name == "titrate":
+            p.add_argument("--percent", metavar="N",
+                           help="change every step's dose by N %% (-90..100, e.g. -20 or 15)")
+            p.add_argument("--dose-ug-per-day", metavar="UG",
+                           help="scale each day profile to this many ug a day (e.g. 250 or 187.5)")
+            p.add_argument("--in-min", metavar="M", default="0",
+                           help="take effect in M minutes (0..%d; default 0: now)" % commands.TITRATE_IN_MIN_MAX)
         elif name in ("ack", "silence"):
             p.add_argument("--role", choices=ROLES, default=None,
                            help="sign as this role (default: clinician if this console holds that key, "
@@ -398,7 +419,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true",
                            help="--port: no soft reset on connect (a unix-port REPL)")
             p.add_argument("--no-reset", action="store_true", help="--port: do not reset the Pico afterwards")
-        if name in ("program", "bolus", "refill", "provision"):
+        if name in ("program", "bolus", "refill", "fill", "prime", "titrate", "provision"):
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     return ap
 
@@ -409,6 +430,11 @@ def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None
             ap.error("bolus: --patient takes no --dose-ug or --minutes (the program sets them)")
         if not opts.patient and (opts.dose_ug is None or opts.minutes is None):
             ap.error("bolus: give --dose-ug and --minutes (a clinician bolus), or --patient")
+    if opts.command == "titrate":
+        try:
+            commands.titration_args(opts)
+        except UserError as e:
+            ap.error(str(e))
     if opts.command == "silence" and not 1 <= opts.minutes <= 15:
         ap.error("silence: --minutes is 1..15")
     if opts.command == "clock" and opts.action == "show" and opts.when != "now":
@@ -426,6 +452,9 @@ _HANDLERS: dict[str, Callable[..., int]] = {
     "info": commands.cmd_info,
     "bolus": commands.cmd_bolus,
     "refill": commands.cmd_refill,
+    "fill": commands.cmd_fill,
+    "prime": commands.cmd_prime,
+    "titrate": commands.cmd_titrate,
     "ack": commands.cmd_ack,
     "silence": commands.cmd_silence,
     "clock": commands.cmd_clock,

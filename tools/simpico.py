@@ -184,7 +184,11 @@ class SimPico:
         if self.plan is not None:
             program = ""
         if program:
-            parse_program(program)
+            # a DRUG:CONC:DOSE program is set up as a clinician would: with the clock set,
+            # so a fresh simulated pump starts without the clock_not_set alarm
+            drug, conc, dose = parse_program(program)
+            self.plan = {"program": {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose},
+                         "clock": list(parse_clock(clock))}
         for spec in faults:
             parse_fault(spec)
         self.faults = list(faults)
@@ -460,7 +464,7 @@ def add_sim_options(ap: argparse.ArgumentParser) -> None:
                          "--program: checked and translated here, then its program, limits and "
                          "one-off actions are set on first boot")
     ap.add_argument("--clock", default=DEFAULT_CLOCK, metavar="YYYY-MM-DDTHH:MM",
-                    help="the wall clock set on first boot with --program-file (default "
+                    help="the wall clock set on first boot with --program or --program-file (default "
                          "%(default)s, a Monday)")
     ap.add_argument("--seed", type=int, default=1,
                     help="seed of the simulation: sensor noise, CSF pressure, random faults")

@@ -3,6 +3,7 @@
 # directory as flash, and the link on stdin/stdout (a pseudo-terminal when started by
 # tools/simpico.py). Runs on the MicroPython unix port and on CPython. docs/simulator.md
 # describes the physics and the faults.
+import json
 import time
 
 from boards.fsstorage import FsStorage
@@ -82,6 +83,24 @@ class Annunciator:
         pass
 
 
+class Hands:
+    # The link as the board sees it, with a clinician's hands behind it: when the
+    # firmware reports a fill or a refill (its `fill` event), the drug is in the
+    # reservoir, as it would be after a real refill, where the clinician fills first and
+    # tells the pump after. Reading and waiting go to the link itself, untouched.
+    def __init__(self, link, head):
+        self.link = link
+        self.head = head
+        self.read = link.read
+        self.wait = link.wait
+
+    def write(self, data):
+        if b'"ev":"fill"' in data:
+            body = json.loads(data[data.index(b" ", 3) + 1:data.rindex(b" ")])
+            self.head.reservoir_nl = body["volume_nl"]
+        self.link.write(data)
+
+
 class _FaultsLoader:
     # board.faults until first used: then boards/sim/faults.py is loaded and takes its
     # place, so a run without faults spares its RAM (the unix port's heap stands in for a
@@ -113,7 +132,7 @@ class Board:
         self.pressure = PressureSensor(config, self.clock, line, self.csf, seed)
         self.battery = Battery(self.clock, seed)
         self.storage = FsStorage(storage_dir)
-        self.link = link
+        self.link = Hands(link, self.head)
         self.watchdog = Watchdog()
         self.annunciator = Annunciator()
         self.rng = Rng(seed)

@@ -127,6 +127,12 @@ def _command_frame(p, now, frame):
         return None
     p._persist()  # the counter is written before anything the command does
     p.last_refusal = None
+    if cmd == "fill" and p.reservoir.conc_ug_per_ml:
+        # over the link, `fill` is the first fill of an empty pump: a pump that holds (or
+        # held) drug is refilled with the residual check (refill)
+        return _result(p, cmd, seq, "refused", {
+            "reason": "the reservoir holds drug of %d ug/mL: use refill (the residual withdrawn is checked)"
+                      % p.reservoir.conc_ug_per_ml, "field": "volume_nl"})
     try:
         if spec[:1] == "*":
             reason = getattr(p, method)(now, args)

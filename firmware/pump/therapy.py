@@ -117,6 +117,13 @@ class TherapyOps:
                 conc_ug_per_ml, CONC_UG_PER_ML_MIN, CONC_UG_PER_ML_MAX), "conc_ug_per_ml")
         r = self.reservoir
         old = r.conc_ug_per_ml
+        p = self.program
+        if not old and p is not None and conc_ug_per_ml != p.conc_ug_per_ml:
+            # a first fill of another strength than the program was written for: the
+            # classic refill error, refused rather than guessed at
+            return self._refuse("fill", None, "conc_ug_per_ml=%d: the program is for %d ug/mL; fill with that, or "
+                                "set a program for %d ug/mL first" % (conc_ug_per_ml, p.conc_ug_per_ml,
+                                                                      conc_ug_per_ml), "conc_ug_per_ml")
         changed = old != 0 and conc_ug_per_ml != old
         if changed and not bridge:
             return self._refuse("fill", None, "conc_ug_per_ml=%d: a change from %d ug/mL needs a bridge (the line "
@@ -129,7 +136,6 @@ class TherapyOps:
             return self._refuse("fill", None, "a %s bolus is running: cancel it first" % self.bolus.kind, "bolus")
         r.fill(volume_nl, conc_ug_per_ml)
         if not old:
-            p = self.program
             self.line.reset(p.pump_dead_volume_nl + p.catheter_dead_volume_nl if p else 0, conc_ug_per_ml)
         # stroke counters run from fill to fill, so the reservoir bounds them (< 2**29)
         self.strokes_confirmed = 0

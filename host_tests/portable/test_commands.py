@@ -305,3 +305,21 @@ def test_the_log_streams_in_order_skipping_a_damaged_record():
     h.run(60000)
     codes = sorted(b["code"] for b in h.take() if b["t"] == "result")
     assert codes == ["busy", "ok"]
+
+
+def test_a_first_fill_must_match_the_program_and_a_second_one_is_a_refill():
+    h = Host(scratch_dir("cmd-fill"), program=None)
+    assert result(h.send("program", {"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 200}, C))["ok"]
+    # four times the strength the program was written for: the classic refill error
+    r = result(h.send("fill", {"volume_nl": 20000000, "conc_ug_per_ml": 2000}, C))
+    assert r["code"] == "refused" and r["field"] == "conc_ug_per_ml" and "program is for 500" in r["reason"]
+    assert h.pump.reservoir.conc_ug_per_ml == 0
+    h.board.head.reservoir_nl = 0  # the simulated reservoir is empty too...
+    assert result(h.send("fill", {"volume_nl": 20000000, "conc_ug_per_ml": 500}, C))["ok"]
+    assert h.board.head.reservoir_nl == 20000000  # ...until the clinician's hands fill it
+    # a pump that holds drug is refilled with the residual check, not filled over
+    r = result(h.send("fill", {"volume_nl": 20000000, "conc_ug_per_ml": 500}, C))
+    assert r["code"] == "refused" and "use refill" in r["reason"]
+    assert result(h.send("refill", {"withdrawn_nl": 20000000, "volume_nl": 15000000, "conc_ug_per_ml": 500,
+                                    "conc_again": 500}, C))["ok"]
+    assert h.board.head.reservoir_nl == 15000000
