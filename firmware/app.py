@@ -178,7 +178,8 @@ class App:
 
 def provision(app, program_fields, fill_nl, limits=None, clock=None, actions=None):
     # Bench set-up before the first boot: program and fill an empty pump as a clinician
-    # would. Does nothing when the pump already has a program (it was restored).
+    # would (fill_nl 0: programmed, not filled). Does nothing when the pump already has a
+    # program (it was restored).
     # Optional, in this order: hard limits (before the program they must admit), the wall
     # clock [day, ms] (a flex schedule needs it), and one-off actions after the program
     # (tools/programfile.py: {"action": "clinician_bolus", "dose_ng", "duration_min"}).
@@ -191,7 +192,7 @@ def provision(app, program_fields, fill_nl, limits=None, clock=None, actions=Non
         reason = p.set_limits(now, limits)
     if reason is None and clock is not None:
         reason = p.set_clock(now, clock[0], clock[1])
-    if reason is None:
+    if reason is None and fill_nl:  # 0: programmed, left empty for a first fill
         reason = p.fill(now, fill_nl, program_fields.get("conc_ug_per_ml"))
     if reason is None:
         reason = p.set_program(now, program_fields)
