@@ -87,6 +87,11 @@ def parse_keys(data, dev):
     return keys, None
 
 
+def keys_id(data):
+    # a short name for a keys file (not secret: a hash of what it holds)
+    return binascii.hexlify(hashlib.sha256(data).digest()[:8]).decode()
+
+
 def keys_frame(dev, keys):
     # the `keys` file for a device (the tools write it; {role: key bytes})
     body = {"t": "keys", "dev": dev}

@@ -14,7 +14,7 @@
 #    value stack) on the heap, on every call.
 from pump import alarms as A
 from pump import ticks, wire
-from pump.auth import Auth, parse_keys
+from pump.auth import Auth, keys_id, parse_keys
 from pump.bolus import BRIDGE, PRIME
 from pump.clock import WallClock
 from pump.detect import Pressure, Supply
@@ -110,6 +110,8 @@ class Engine:
         self.dev = ""
         self.auth = Auth()
         self.keys_problem = None
+        self.keys_id = ""  # names the keys file (pump.auth.keys_id)
+        self.keys_blocked = ""  # the keys_id of keys taken out of use (their counters lost)
         self.link_stats = wire.LinkStats()
         self.host_seq = None  # seq of the last frame accepted from the host
         self.bad_frame_at = None  # signed ticks of the last bad_frame result
@@ -159,6 +161,14 @@ class Engine:
                                  "watchdog_reset": watchdog_reset,
                                  "clock": "restored" if self.clock.restored else (
                                      "set" if self.clock.valid else "not_set")})
+        if stored and not restored and self.auth.keys:
+            # the state held the command counters: without them a captured command
+            # could run again, so these keys are not used again (the state remembers
+            # which they were) until new ones are provisioned
+            self.keys_blocked = self.keys_id
+        if self.keys_blocked and self.keys_blocked == self.keys_id:
+            self.auth.keys = {}
+            self.keys_problem = "the stored state was lost, and the command counters with it: provision new keys"
         if self.keys_problem is not None:
             self._event("keys_invalid", {"reason": self.keys_problem})
         self.battery_at = ticks.add(self.now, BATTERY_PERIOD_MS)
@@ -369,6 +379,7 @@ class Engine:
         # power_up(). A bad file leaves the pump without keys (no therapy command runs).
         self.dev = dev
         self.auth.keys, self.keys_problem = parse_keys(keys_data, dev)
+        self.keys_id = keys_id(keys_data) if keys_data else ""
 
     def received(self, now, data):
         from pump import commands

@@ -116,6 +116,7 @@ class Persistence:
             "pressure_baseline_mbar": self.occl.baseline if self.occl.have_baseline else None,
             # the last command counters accepted: a replay stays refused after a restart
             "auth_ctr": [self.auth.ctr[AU.CLINICIAN], self.auth.ctr[AU.PATIENT]],
+            "keys_blocked": self.keys_blocked,
         })
 
     def _restore(self, stored):
@@ -140,6 +141,7 @@ class Persistence:
                 self.clock.set(clock["day"], clock["ms"])
                 self.clock.restored = True
             self.paused = t["paused"]
+            self.keys_blocked = s.get("keys_blocked", "")
             ctr = s.get("auth_ctr", [0, 0])  # absent in files from before authentication
             self.auth.ctr[AU.CLINICIAN] = ctr[0]
             self.auth.ctr[AU.PATIENT] = ctr[1]

@@ -11,7 +11,7 @@ import binascii
 
 from boards.sim.rng import Rng
 from check import scratch_dir
-from linkkit import Host, events, made_up_keys, result
+from linkkit import PROGRAM, Host, events, made_up_keys, result
 from pump import auth, wire
 
 BOLUS = {"dose_ng": 20000, "duration_min": 30}
@@ -323,3 +323,35 @@ def test_a_first_fill_must_match_the_program_and_a_second_one_is_a_refill():
     assert result(h.send("refill", {"withdrawn_nl": 20000000, "volume_nl": 15000000, "conc_ug_per_ml": 500,
                                     "conc_again": 500}, C))["ok"]
     assert h.board.head.reservoir_nl == 15000000
+
+
+def test_a_damaged_state_takes_the_keys_out_of_use_until_new_ones_come():
+    flash = scratch_dir("cmd-corrupt")
+    h = Host(flash)
+    captured = h.frame("bolus", BOLUS, C)
+    assert result(h.send_raw(captured))["ok"]
+    h.run(3600000)
+    # the state file is damaged while the power is off: the counters are lost with it
+    h.board.storage.write("state", b"~1 0 {} 00000000\n")
+    h.board.reboot()
+    h.boot()
+    h.take()
+    assert h.pump.auth.keys == {} and "provision new keys" in h.pump.keys_problem
+    body = wire.Reader().feed(captured)[0].body
+    h.seq += 1
+    r = result(h.send_raw(wire.encode(h.seq, body)))  # the captured bolus does not run again
+    assert r["code"] == "auth_failed" and r["reason"] == "no_key"
+    # nor after another restart, now that a fresh state has been written
+    h.board.reboot()
+    h.boot()
+    h.take()
+    h.seq += 1
+    assert result(h.send_raw(wire.encode(h.seq, body)))["reason"] == "no_key"
+    # new keys (provisioned by the tools) work from counter 1 again
+    h.keys = made_up_keys(42)
+    h.ctr = {C: 0, P: 0}
+    h.board.storage.write("keys", auth.keys_frame(h.board.device_id, h.keys))
+    h.board.reboot()
+    h.boot(PROGRAM)
+    h.take()
+    assert result(h.send("bolus", BOLUS, C))["ok"]
