@@ -37,3 +37,27 @@ def _portable_tests_in_a_scratch_dir(request, monkeypatch):
 # A failing property prints its example and the blob that replays it.
 settings.register_profile("default", deadline=None, print_blob=True)
 settings.load_profile("default")
+
+
+@pytest.fixture
+def repl(tmp_path):
+    # The MicroPython unix port's REPL on the master side of a pty, standing for a Pico
+    # in service mode: mpremote opens the slave like a port. Yields (the device's
+    # filesystem directory, the port's path).
+    import subprocess
+    import time
+    import tty
+    device = tmp_path / "device"
+    device.mkdir()
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "micropython")], stdin=master,
+                            stdout=master, stderr=subprocess.DEVNULL, cwd=device, close_fds=True)
+    os.close(master)
+    time.sleep(0.2)  # the banner; mpremote resyncs anyway
+    try:
+        yield device, os.ttyname(slave)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        os.close(slave)

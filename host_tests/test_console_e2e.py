@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import time
-import tty
 from decimal import Decimal
 
 import pytest
@@ -397,25 +396,6 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path):
 
 
 # ---- provisioning a Pico with mpremote ----------------------------------------------------------
-
-@pytest.fixture
-def repl(tmp_path):
-    # micropython's REPL on a pty, as a Pico in service mode (see test_pico_deploy.py)
-    device = tmp_path / "device"
-    device.mkdir()
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    proc = subprocess.Popen([os.path.join(BIN, "micropython")], stdin=master, stdout=master,
-                            stderr=subprocess.DEVNULL, cwd=device, close_fds=True)
-    os.close(master)
-    time.sleep(0.2)
-    try:
-        yield device, os.ttyname(slave)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        os.close(slave)
-
 
 def test_provision_a_pico_copies_the_keys_file_with_mpremote(tmp_path, repl):
     device, port = repl

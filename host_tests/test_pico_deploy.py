@@ -5,10 +5,7 @@
 import os
 import subprocess
 import sys
-import time
-import tty
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -28,25 +25,6 @@ def tree(top):
         for f in files:
             found.add(os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/"))
     return found
-
-
-@pytest.fixture
-def repl(tmp_path):
-    # micropython's REPL on the master side of a pty; mpremote opens the slave like a port
-    device = tmp_path / "device"
-    device.mkdir()
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    proc = subprocess.Popen([os.path.join(BIN, "micropython")], stdin=master, stdout=master,
-                            stderr=subprocess.DEVNULL, cwd=device, close_fds=True)
-    os.close(master)
-    time.sleep(0.2)  # the banner; mpremote resyncs anyway
-    try:
-        yield device, os.ttyname(slave)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        os.close(slave)
 
 
 def test_build_lays_out_the_flash_image_and_prints_its_size(tmp_path):

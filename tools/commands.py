@@ -613,6 +613,17 @@ def ask_value(ui: Ui, flag: Any, prompt: str, option: str, parse: Callable[[str]
             ui.note(str(e))
 
 
+def ask_fill(ui: Ui, opts: argparse.Namespace, volume_prompt: str, conc_prompt: str) -> tuple[int, int, int]:
+    # (volume_nl, conc, conc_again) for a fill or a refill: the options, else asked; the
+    # concentration twice, the second time read from the label
+    volume = ask_value(ui, opts.volume_ml, volume_prompt, "--volume-ml",
+                       lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
+    conc = ask_value(ui, opts.conc, conc_prompt, "--conc", lambda t: parse_whole(t, "concentration", 1, 1000000))
+    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
+                           "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
+    return volume, conc, conc_again
+
+
 def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     status = link.status(opts.timeout)
     expected = status.get("reservoir_nl", 0)
@@ -635,12 +646,7 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     else:
         ui.say("Withdrawn %s, expected %s: difference %s, within %s." % (
             ml(withdrawn), ml(expected), signed_ml(diff), ml(tol)))
-    volume = ask_value(ui, opts.volume_ml, "New fill volume (mL): ", "--volume-ml",
-                       lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
-    conc = ask_value(ui, opts.conc, "Concentration of the new drug (ug/mL): ", "--conc",
-                     lambda t: parse_whole(t, "concentration", 1, 1000000))
-    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
-                           "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
+    volume, conc, conc_again = ask_fill(ui, opts, "New fill volume (mL): ", "Concentration of the new drug (ug/mL): ")
     if conc != conc_again:
         ui.note("The two concentrations differ (%d and %d ug/mL): the pump will refuse the refill." % (
             conc, conc_again))
@@ -702,12 +708,7 @@ def cmd_fill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     ui.say("First fill of pump %s: its reservoir is empty (%s)." % (
         link.dev, "program: %s, %d ug/mL" % (program.get("drug"), program.get("conc_ug_per_ml"))
         if program else "no program yet"))
-    volume = ask_value(ui, opts.volume_ml, "Fill volume (mL): ", "--volume-ml",
-                       lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
-    conc = ask_value(ui, opts.conc, "Concentration of the drug (ug/mL): ", "--conc",
-                     lambda t: parse_whole(t, "concentration", 1, 1000000))
-    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
-                           "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
+    volume, conc, conc_again = ask_fill(ui, opts, "Fill volume (mL): ", "Concentration of the drug (ug/mL): ")
     if conc != conc_again:
         raise UserError("the concentration was entered as %d and as %d ug/mL: they must agree; read the label "
                         "again. Nothing was sent" % (conc, conc_again))
