@@ -35,6 +35,18 @@ class VirtualLink:
         return False
 
 
+class InboxLink(VirtualLink):
+    # and bytes from the host, queued in `inbox`
+    def __init__(self):
+        super().__init__()
+        self.inbox = b""
+
+    def read(self):
+        data = self.inbox
+        self.inbox = b""
+        return data
+
+
 class Head:
     # The peristaltic head: STEP pulses turn it; each full stroke pulses the rotor sensor,
     # but only while the driver is enabled (EN low) and turning forward.
@@ -161,3 +173,36 @@ def test_wait_on_the_usb_serial_link_is_capped_at_wait_max(pipe_board):
     board.wait(3600000)
     waited = time.monotonic() - t0
     assert pico_config.WAIT_MAX_MS / 1000 - 0.01 <= waited < pico_config.WAIT_MAX_MS / 1000 + 0.25
+
+
+def test_the_pico_takes_signed_commands_under_keys_bound_to_its_unique_id(tmp_path):
+    # The keys file names the RP2040's unique id (machine.unique_id(), as hex): the pump
+    # answers hello with it and runs a command signed for it; keys for another id are
+    # refused at boot.
+    from pump import auth, wire
+    W.reset(START_MS)
+    cfg = pico_config
+    link = InboxLink()
+    storage = FsStorage(str(tmp_path))
+    dev = bytes(W.unique_id).hex()
+    keys = {auth.CLINICIAN: bytes(range(32)), auth.PATIENT: bytes(range(1, 33))}
+    storage.write("keys", auth.keys_frame(dev, keys))
+    board = Board(cfg, link=link, storage=storage, clock=W.clock)
+    assert board.device_id == dev
+    a = app.App(board, Pump(app.pump_config(cfg)))
+    a.start()
+    app.provision(a, {"drug": "baclofen", "conc_ug_per_ml": 50, "dose_ug_per_day": 200}, 10000000)
+    args = {"minutes": 5}
+    link.inbox = wire.encode(1, {"cmd": "hello"}) + wire.encode(2, {
+        "cmd": "silence", "args": args,
+        "auth": {"role": "patient", "ctr": 1, "mac": auth.mac_hex(keys["patient"], dev, "patient", 1, "silence", args)}})
+    a.step()
+    results = [f.body for f in wire.Reader().feed(b"".join(link.sent)) if f.body["t"] == "result"]
+    assert results[0]["dev"] == dev and results[0]["roles"] == ["clinician", "patient"]
+    assert results[1]["cmd"] == "silence" and results[1]["ok"], results
+    # the same keys file on another Pico (another unique id) is not taken
+    storage.write("keys", auth.keys_frame("0123456789abcdef", keys))
+    W.reset(START_MS)  # a restart
+    a2 = app.App(Board(cfg, link=VirtualLink(), storage=storage, clock=W.clock), Pump(app.pump_config(cfg)))
+    a2.start()
+    assert a2.pump.auth.keys == {} and "0123456789abcdef" in a2.pump.keys_problem
