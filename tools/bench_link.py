@@ -28,9 +28,12 @@ def status_round_trip(requests=300):
                     reply = link.request({"cmd": "status"}, timeout_s=10)
                     times.append((time.perf_counter() - t0) * 1000.0)
                     assert reply.result["ok"]
+                status = reply.last("status")
+    from pump import wire
     times.sort()
     return {"n": len(times), "median_ms": statistics.median(times),
-            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))], "max_ms": times[-1]}
+            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))], "max_ms": times[-1],
+            "status_bytes": len(wire.encode(0, status)) if status else 0}
 
 
 def fuzz_campaign(cases_per_property=5000):
@@ -101,7 +104,8 @@ def tables(quick=False):
     yield ("Link: status round trip over the simulated Pico's pseudo-terminal (MicroPython unix port, "
            "real-time speed; wall time on this machine)",
            ("measure", "median", "99th percentile", "max"), rows,
-           ["Includes the pty relay, the firmware's loop and the status frame's encoding (about 1.5 KB)."])
+           ["Includes the pty relay, the firmware's loop and the status frame's encoding (%d bytes)."
+            % rt["status_bytes"]])
     t0 = time.monotonic()
     fz = fuzz_campaign(500 if quick else 5000)
     total = sum(n for _, n, _ in fz)
