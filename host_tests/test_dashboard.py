@@ -289,3 +289,13 @@ def test_painter_draws_styles_as_curses_attributes():
     assert attrs["Simulated"] == curses.A_BOLD
     assert attrs["Alarms"] == curses.A_REVERSE | curses.A_BOLD | (1 << 8)
     assert d.Painter(FakeCurses(colours=False)).attrs["medium"] == curses.A_BOLD
+
+
+def test_the_program_row_shows_a_dose_only_while_one_runs():
+    running = status(0, drug="baclofen", conc_ug_per_ml=500, dose_ug_per_day=200)
+    assert d.program(running) == "baclofen  500 ug/mL  200 ug/day"
+    stopped = status(0, state="stopped", drug="baclofen", conc_ug_per_ml=500, dose_ug_per_day=0)
+    assert d.program(stopped) == "baclofen  500 ug/mL"
+    empty = status(0, state="idle", drug="baclofen", conc_ug_per_ml=0, dose_ug_per_day=0)
+    assert d.program(empty) == "baclofen  (the reservoir was never filled)"
+    assert d.program(status(0, drug=None)) == "none"

@@ -136,6 +136,10 @@ def pump_state(status: dict[str, Any]) -> str:
 def program(status: dict[str, Any]) -> str:
     if not status.get("drug"):
         return "none"
+    if not status["conc_ug_per_ml"]:
+        return "%s  (the reservoir was never filled)" % status["drug"]
+    if status.get("state") != "running":
+        return "%s  %d ug/mL" % (status["drug"], status["conc_ug_per_ml"])  # no dose runs now
     return "%s  %d ug/mL  %d ug/day" % (status["drug"], status["conc_ug_per_ml"],
                                         status["dose_ug_per_day"])
 
