@@ -22,7 +22,7 @@ HOT = {
     "firmware/pump/engine.py": ["tick", "_due", "_run_basal", "_command", "_within_24h", "_commit", "_ring_push",
                                 "rotor", "_confirm_basal", "_confirmed", "_plan", "_confirm_check_at", "_sooner",
                                 "_advance", "take_strokes", "_persist", "pressure"],
-    "firmware/pump/detect.py": ["sample", "_occlusion"],
+    "firmware/pump/detect.py": ["sample", "_noisy", "_occlusion"],
     "firmware/pump/strokes.py": ["due", "_schedule"],
     "firmware/pump/limits.py": ["advance", "_rotate", "add_pg"],
     "firmware/pump/reservoir.py": ["confirm"],
