@@ -1,7 +1,7 @@
 # Hypothesis strategies and checks for fuzzing the pump's link: the frame reader and the
 # command dispatcher, on the core alone (no board: thousands of cases a second). Used by
 # host_tests/test_link_fuzz.py (a few thousand cases in every test run) and by
-# `make bench` (a longer campaign, tools/bench_fuzz.py).
+# `make bench` (a longer campaign, tools/bench_link.py).
 import os
 import sys
 
@@ -132,3 +132,45 @@ def raw_frame(seq, body):
     text = json.dumps(body, separators=(",", ":")).replace("~", "\\u007e")  # "~" only inside strings
     head = ("~1 %d %s " % (seq, text)).encode()
     return head + b"%08x\n" % (binascii.crc32(head) & 0xFFFFFFFF)
+
+
+# ---- the properties, shared by host_tests/test_link_fuzz.py and the campaign in tools/bench_link.py
+
+def check_reader(data):
+    # any bytes: no exception, and cut byte by byte they give the same frames and counts
+    whole = wire.Reader()
+    frames = whole.feed(data)
+    for f in frames:
+        assert type(f.body) is dict and 0 <= f.seq < wire.SEQ_MODULO
+    bytewise = wire.Reader()
+    again = []
+    for i in range(len(data)):
+        again += bytewise.feed(data[i:i + 1])
+    assert [(f.seq, f.body) for f in again] == [(f.seq, f.body) for f in frames]
+    counts = ("bad_crc", "bad_format", "oversize", "garbage_bytes")
+    assert [getattr(bytewise, c) for c in counts] == [getattr(whole, c) for c in counts]
+    assert whole.garbage_bytes <= len(data)
+
+
+def check_any_bodies(items):
+    # any command bodies: one result each, and therapy unchanged (none is validly signed)
+    p = fresh_pump()
+    before = therapy(p)
+    p.received(NOW, b"".join(raw_frame(i + 1, body) for i, body in enumerate(items)))
+    res = results_of(p)
+    assert sorted(r["re"] for r in res) == list(range(1, len(items) + 1))  # a log export answers last
+    assert all(r["code"] != "ok" or r["cmd"] in ("hello", "status", "settings", "log") for r in res)
+    assert therapy(p) == before
+
+
+def check_signed(cmds):
+    # validly signed commands with any values: answered, never an exception in therapy code
+    p = fresh_pump()
+    p.received(NOW, b"".join(raw_frame(i + 1, sign(p, cmd, args, role, i + 1))
+                             for i, (cmd, args, role) in enumerate(cmds)))
+    res = results_of(p)
+    assert [r["re"] for r in res] == list(range(1, len(cmds) + 1))
+    assert all(r["code"] in ("ok", "refused", "bad_request") for r in res), res
+    # (a caught exception is answered bad_request "could not be carried out": a bug hidden)
+    assert not [r for r in res if r["code"] == "bad_request" and r["reason"].startswith("could not be carried out")]
+    p.tick(NOW + 1000)  # and the core carries on

@@ -33,3 +33,30 @@ def wait_until(condition, timeout_s, what):
         if time.monotonic() > deadline:
             pytest.fail("timed out after %.0f s waiting until %s" % (timeout_s, what))
         time.sleep(0.05)
+
+
+def frames_of_bounded_run(sim, timeout_s=30):
+    # Launches a SimPico that ends by itself (days=N) with a Link attached first, so every
+    # frame arrives, reads as a client does while the firmware runs (the pty buffers
+    # only so much) and after it exits until the port is quiet. Returns (frames, link);
+    # the caller closes the link.
+    from tools.link import Link
+    sim.open()
+    link = Link(sim.port)
+    try:
+        sim.launch()
+        frames = []
+        deadline = time.monotonic() + timeout_s
+        while not (sim.poll() is not None and sim.wait_drained(0)):
+            assert time.monotonic() < deadline, "the bounded run did not end"
+            frames += link.receive(0.2)
+        while True:
+            got = link.receive(0.3)
+            if not got:
+                break
+            frames += got
+        assert sim.wait(5) == 0, sim.last_words()
+    except BaseException:
+        link.close()
+        raise
+    return frames, link

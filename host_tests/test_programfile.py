@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -19,9 +18,10 @@ from boards.sim import config as sim_config
 from pump.core import Pump
 from pump.program import ProgramError, fastest_bolus_min, validate
 from tools import programfile
-from tools.link import Link
 from tools.programreport import WEEKDAYS, hhmm, ug
 from tools.simpico import SimPico, parse_clock
+
+from procs import frames_of_bounded_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "programs", "*.toml")))
@@ -713,24 +713,9 @@ def test_the_module_runs_as_a_program():
 # ---- the simulated Pico started from a program file ------------------------------------------
 
 def _frames_of_bounded_run(sim):
-    sim.open()
-    link = Link(sim.port)  # attached before launch: every frame must arrive
-    try:
-        sim.launch()
-        frames = []
-        deadline = time.monotonic() + 30
-        while not (sim.poll() is not None and sim.wait_drained(0)):
-            assert time.monotonic() < deadline, "the bounded run did not end"
-            frames += link.receive(0.2)
-        while True:
-            got = link.receive(0.3)
-            if not got:
-                break
-            frames += got
-        assert sim.wait(5) == 0, sim.last_words()
-        return [f.body for f in frames]
-    finally:
-        link.close()
+    frames, link = frames_of_bounded_run(sim)
+    link.close()
+    return [f.body for f in frames]
 
 
 def test_the_simulated_pico_runs_a_flex_program_file(tmp_path):

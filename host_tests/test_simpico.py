@@ -10,7 +10,7 @@ import time
 
 
 from boards.sim import config
-from procs import firmware_processes, wait_until
+from procs import firmware_processes, frames_of_bounded_run, wait_until
 from pump import wire
 from tools.link import Link
 from tools.simpico import SimPico
@@ -118,22 +118,8 @@ def test_a_client_detaches_and_reattaches_while_the_firmware_runs_on(tmp_path):
 def test_a_bounded_run_ends_by_itself_with_the_exact_strokes(tmp_path):
     days = 2
     sim = SimPico(speed=0, days=days, program=PROGRAM, status_ms=HOUR_MS, flash=str(tmp_path / "flash"))
+    frames, link = frames_of_bounded_run(sim)  # every frame, the link attached before launch
     try:
-        sim.open()
-        link = Link(sim.port)  # attached before launch: every frame must arrive
-        sim.launch()
-        # read as a client does, while the firmware runs: the pty only buffers so much
-        frames = []
-        deadline = time.monotonic() + 30
-        while not (sim.poll() is not None and sim.wait_drained(0)):
-            assert time.monotonic() < deadline, "the bounded run did not end"
-            frames += link.receive(0.2)
-        while True:
-            got = link.receive(0.3)
-            if not got:
-                break
-            frames += got
-        assert sim.wait(5) == 0, sim.stderr
         statuses = [f.body for f in frames if f.body["t"] == "status"]
         events = [f.body["ev"] for f in frames if f.body["t"] == "event"]
         assert events[:1] == ["power_up"]

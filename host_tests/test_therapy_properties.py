@@ -60,13 +60,7 @@ def _advance_sampling(b, ref, ms, check):
         ref.run(hop)
         b.elapsed_ms += hop
         b.board_now = (b.board_now + hop) & ((1 << 30) - 1)
-        p.tick(b.board_now)
-        b._collect()
-        if b.in_motor:
-            n = b.in_motor
-            b.in_motor = 0
-            p.rotor(b.board_now, n)
-            b._collect()
+        b.tick_once()
         check()
 
 

@@ -78,6 +78,18 @@ class Bench:
             p.battery(self.board_now, self.battery_mv)
         self._collect()
 
+    def tick_once(self):
+        # one pass at board_now: tick, then the motor turns what was commanded and the
+        # rotor confirms it (no stall, no missed pulse)
+        p = self.pump
+        p.tick(self.board_now)
+        self._collect()
+        if self.in_motor:
+            n = self.in_motor
+            self.in_motor = 0
+            p.rotor(self.board_now, n)
+            self._collect()
+
     def advance(self, ms):
         # Move time by `ms`, waking at every core deadline on the way, like the shell.
         end = self.elapsed_ms + ms

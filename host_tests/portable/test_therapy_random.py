@@ -23,18 +23,6 @@ def _program(rng, conc):
             "keep_open_nl_per_day": (0, 6000, 20000)[rng.below(3)]}
 
 
-def _step(b):
-    # one core deadline (or a random instant): tick, the motor, the confirmations
-    p = b.pump
-    p.tick(b.board_now)
-    b._collect()
-    if b.in_motor:
-        n = b.in_motor
-        b.in_motor = 0
-        p.rotor(b.board_now, n)
-        b._collect()
-
-
 def _run(seed, days=30):
     rng = Rng(seed)
     conc = (500, 2000)[rng.below(2)]
@@ -58,7 +46,7 @@ def _run(seed, days=30):
         ref.run(hop)
         b.elapsed_ms += hop
         b.board_now = (b.board_now + hop) & ((1 << 30) - 1)
-        _step(b)
+        b.tick_once()  # one core deadline (or a random instant)
         assert p.basal.strokes == ref.integral // stroke_units, (seed, b.elapsed_ms)
         if rng.below(200) == 0:
             op = rng.below(5)
