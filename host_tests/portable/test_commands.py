@@ -54,14 +54,22 @@ def test_read_only_commands_need_no_key_and_hello_tells_what_a_console_needs():
 
 def test_a_signed_command_runs_once_and_its_counter_is_on_the_flash_before_its_answer():
     h = Host(scratch_dir("cmd-once"))
-    h.link.inbox += h.frame("bolus", BOLUS, C)
+    # what the flash holds at the moment each frame leaves the pump
+    link = h.link
+    written = link.write
+    at_write = []
+
+    def write(data):
+        state = h.board.storage.read("state")
+        at_write.append((data, wire.Reader(max_frame=len(state) + 1).feed(state)[1].body["auth_ctr"]))
+        written(data)
+    link.write = write
+    link.inbox += h.frame("bolus", BOLUS, C)
     h.app.step()  # one pass: the command is taken and answered
     got = h.take()
     assert result(got)["ok"] and len(events(got, "bolus_start")) == 1
-    # the state file written in that same pass already holds the counter
-    state = h.board.storage.read("state")
-    counters = wire.Reader(max_frame=len(state) + 1).feed(state)[1].body
-    assert counters["auth_ctr"] == [1, 0]
+    # the counter was on the flash before the first frame (its answer among them) went out
+    assert at_write and all(ctr == [1, 0] for _, ctr in at_write)
 
 
 def test_a_replayed_command_is_refused_whether_resent_as_is_or_reframed():
