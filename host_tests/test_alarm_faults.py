@@ -256,6 +256,29 @@ def test_a_partial_occlusion_at_a_low_rate_drains_between_strokes_and_raises_not
 
 # ---- motor stall ----------------------------------------------------------------------
 
+# the head's top rate: 30 mL/day (1500 ug/day at 50 ug/mL), a stroke every 0.72 s
+TOP = {"drug": "baclofen", "conc_ug_per_ml": 50, "dose_ug_per_day": 1500}
+TOP_LIMITS = {"max_rate_ng_per_day": 1500000, "max_24h_ng": 3000000, "max_bolus_ng": 200000}
+
+
+@pytest.mark.parametrize("bolus", [False, True], ids=["top-rate basal", "fast bolus"])
+def test_a_stall_is_seen_within_two_strokes_at_the_heads_top_rate(tmp_path, bolus):
+    # Strokes 0.72 s apart (or a bolus at the head's top rate): a confirmation window
+    # longer than that, moved on by every new stroke, never closed, and a stalled motor
+    # was never reported. The window is now shorter than a stroke interval, and it does
+    # not move with new strokes (pump.engine._commit).
+    sim = Sim(tmp_path, TOP if not bolus else TYPICAL, limits=TOP_LIMITS, settle_ms=10 * MIN_MS)
+    if bolus:
+        assert sim.do("bolus_request", 100000, 10) is None  # 100 ug over 10 min at 500 ug/mL
+        sim.run_for(MIN_MS)
+    pump = sim.pump
+    assert pump.bolus is not None or not bolus
+    stall = sim.board.faults.add("stall", sim.ms, sim.ms + HOUR_MS)
+    assert sim.run_until(stall.end_ms, sim.stopped)
+    assert pump.stop_reason == A.STALL and sim.ms - stall.start_ms < 5000
+    # strokes sent to the stalled motor: two programmed ones and the retry
+    assert sim.board.head.rotor_faults.strokes_stalled <= 3
+
 def test_a_stall_stops_within_two_strokes_counts_nothing_and_waits_for_an_acknowledgement(tmp_path):
     sim = Sim(tmp_path, TYPICAL)
     head, line, pump = sim.board.head, sim.board.line, sim.pump
