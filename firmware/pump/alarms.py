@@ -6,8 +6,10 @@
 #   alarm does nothing (no event, no new signal): conditions that persist or repeat do
 #   not flood the log or the link.
 # - It clears by its rule: CONDITION (the core says the condition is gone), ACK (the
-#   condition is gone and someone acknowledged), REFILL (the reservoir was refilled).
-#   Acknowledging an alarm whose condition persists only marks it acknowledged.
+#   condition is gone and someone acknowledged), REFILL (the reservoir was refilled),
+#   LATCH (someone acknowledged after the condition had gone: a fault that keeps coming
+#   back is looked at, not waved through while it lasts). Acknowledging an alarm whose
+#   condition persists only marks it acknowledged (and a LATCH alarm not even that).
 # - The highest active priority annunciates (HIGH, then MEDIUM, then LOW; within one
 #   priority the older first); when it clears, the next one shows.
 # - A silence stops the sound for a bounded time (SILENCE_MS_MAX). Any alarm raised
@@ -31,7 +33,8 @@ STOP = const(1)
 CONDITION = const(0)
 ACK = const(1)
 REFILL = const(2)
-CLEARS_NAMES = ("condition", "ack", "refill")
+LATCH = const(3)
+CLEARS_NAMES = ("condition", "ack", "refill", "latch")
 
 SILENCE_MS_MAX = const(900000)  # a patient may silence for up to 15 minutes
 
@@ -48,6 +51,7 @@ CLOCK = "clock_not_set"
 LIMIT = "safety_limit"
 WATCHDOG = "watchdog_reset"
 RESIDUAL = "refill_residual"
+ROTOR = "rotor_sensor"
 
 # code: (priority, delivery, clears on)
 TABLE = {
@@ -60,6 +64,7 @@ TABLE = {
     LOW_DAYS: (MEDIUM, CONTINUE, REFILL),
     BATTERY_LOW: (MEDIUM, CONTINUE, CONDITION),
     SENSOR: (MEDIUM, CONTINUE, CONDITION),  # occlusion detection is blind meanwhile
+    ROTOR: (MEDIUM, CONTINUE, ACK),  # rotor pulses missed often: delivery is no longer confirmed
     WATCHDOG: (MEDIUM, CONTINUE, ACK),
     RESIDUAL: (MEDIUM, CONTINUE, ACK),  # refill residual off by more than the tolerance
     CLOCK: (LOW, CONTINUE, CONDITION),
@@ -127,8 +132,10 @@ class Alarms:
         # Acknowledge every active alarm; returns the codes this cleared.
         cleared = []
         for a in list(self.active):
+            if a.clears == LATCH and a.condition:
+                continue  # too soon: the fault is still there
             a.acked = True
-            if a.clears == ACK and not a.condition:
+            if (a.clears == ACK or a.clears == LATCH) and not a.condition:
                 self.active.remove(a)
                 cleared.append(a.code)
         return cleared
@@ -170,3 +177,20 @@ class Alarms:
 
     def to_wire(self):
         return [[a.code, PRIORITY_NAMES[a.priority], a.acked, a.condition] for a in self.active]
+
+    def to_record(self):
+        # what survives a restart: each active alarm with its acknowledgement, its rule
+        # (a latch stays a latch) and whether its condition was still present
+        return [[a.code, a.acked, a.clears, a.condition] for a in self.active]
+
+    def restore(self, record):
+        for item in record:
+            code = item[0]
+            if code in TABLE:
+                self.raise_(code)
+                a = self.get(code)
+                a.acked = item[1]
+                if len(item) > 2:  # (older files: [code, acked])
+                    a.clears = item[2]
+                if len(item) > 3:
+                    a.condition = item[3]

@@ -106,7 +106,7 @@ class Auth:
         self.keys = {}
         self.ctr = {CLINICIAN: 0, PATIENT: 0}
         self.failures = 0  # in a row
-        self.locked_until = 0  # signed ticks (valid while locked)
+        self.locked_until = None  # signed ticks (while locked)
         self.locked = False
         self.refused_locked = 0  # commands refused during the current lockout
         self.lockout_ended = 0  # a lockout just ended: how many it refused (to be logged)

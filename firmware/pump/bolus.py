@@ -1,12 +1,11 @@
-# One bolus at a time: clinician, priming, patient, or the bridge after a concentration
-# change. A bolus of N strokes over T ms runs on its own exact stroke clock (split = T),
-# on top of the basal rate (priming replaces it: no drug reaches the patient).
+# One bolus at a time: clinician, priming or patient. A bolus of N strokes over T ms runs
+# on its own exact stroke clock (split = T), on top of the basal rate (priming replaces
+# it: no drug reaches the patient).
 from pump.strokes import StrokeClock
 
 CLINICIAN = "clinician"
 PATIENT = "patient"
 PRIME = "prime"
-BRIDGE = "bridge"  # no strokes of its own: the basal rate at the old drug's strength
 
 
 class Bolus:
@@ -24,6 +23,16 @@ class Bolus:
         if strokes:
             self.clock = StrokeClock(split=duration_ms)
             self.clock.start(now, strokes, 1)
+
+    def restart(self, now):
+        # Delivery (re)starts: the strokes not yet commanded go on from `now` at the
+        # bolus's own pace, so a stop in between owes nothing.
+        left = self.strokes_total - self.strokes_commanded
+        if self.clock is None or left <= 0:
+            return
+        ms = self.duration_ms // self.strokes_total * left
+        self.clock = StrokeClock(split=ms if ms > 0 else 1)
+        self.clock.start(now, left, 1)
 
     def due(self, now):
         if self.clock is None:

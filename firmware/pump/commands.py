@@ -138,9 +138,9 @@ def _command_frame(p, now, frame):
             reason = getattr(p, method)(now, args)
         else:
             reason = getattr(p, method)(now, **args)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
-        # arguments of the right types that therapy code still could not use: an
-        # answer and a log entry, never a crash of the pump
+    except Exception as e:
+        # arguments of the right types that therapy code still could not use, or a
+        # defect in it: an answer and a log entry, never a crash of the pump
         st.bad_request += 1
         why = repr(e)[:200]
         p._event("command_error", {"cmd": cmd, "error": why})

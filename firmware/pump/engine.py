@@ -15,7 +15,7 @@
 from pump import alarms as A
 from pump import ticks, wire
 from pump.auth import Auth, keys_id, parse_keys
-from pump.bolus import BRIDGE, PRIME
+from pump.bolus import PRIME
 from pump.clock import WallClock
 from pump.detect import Pressure, Supply
 from pump.limits import Limits, Window
@@ -44,6 +44,12 @@ STOPPED_SAMPLE_MS = const(60000)  # while stopped for an occlusion, the pressure
 OCCLUSION_REPEATS = const(3)
 OCCLUSION_REPEAT_MS = const(3600000)
 STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the stall alarm
+# A retry that the rotor confirms means the first pulse was missed (or the motor
+# hesitated). Each such episode adds MISS_WEIGHT to a count that each confirmed stroke
+# takes one from; at MISS_ALARM (about 1 stroke in 100 missed, sustained) the rotor
+# sensor is alarmed: delivery is then no longer confirmed stroke by stroke.
+MISS_WEIGHT = const(100)
+MISS_ALARM = const(300)
 
 # what the core wants the shell to read from the board (Engine.wants)
 WANT_PRESSURE = const(1)
@@ -63,6 +69,7 @@ ACT_ANNUNCIATE = const(8)  # take_annunciation()
 
 _BASAL = const(0)  # in-flight batch kinds
 _BOLUS = const(1)
+_RETRY = const(2)  # (commanded as _BASAL, but never left out by skip_strokes)
 
 
 class Engine:
@@ -78,8 +85,11 @@ class Engine:
         self.clock = WallClock()
         self.basal = StrokeClock()
         self.bolus = None
+        # a concentration change: [old conc, new conc, up_day, up_ms at its start] while
+        # the old drug still fills part of the line (None: no bridge)
+        self.bridge = None
         self.paused = False  # clinician pause: the keep-open rate runs
-        self.segment_at = 0  # signed ticks of the next schedule step boundary
+        self.segment_at = None  # signed ticks of the next schedule step boundary (None: no steps)
         self.titration = None  # (schedule, signed ticks it takes effect)
         self.patient_times = []  # signed ticks of patient boluses accepted in the last 24 h
         self.now = 0  # signed ticks of the last event
@@ -92,7 +102,7 @@ class Engine:
         self._ring_n = [0] * RING
         self._ring_head = 0
         self._ring_len = 0
-        self.confirm_by = 0
+        self.confirm_by = None  # signed ticks the strokes in flight must show by (while in_flight)
         self.strokes_confirmed = 0
         self.strokes_unconfirmed = 0
         self.strokes_withheld = 0  # fell due but would have crossed the 24 h limit
@@ -103,8 +113,8 @@ class Engine:
         self._stroke_pg = 0  # drug per stroke while the line is uniform, else 0
         # telemetry
         self.tx_seq = 0
-        self.status_at = 0
-        self.housekeeping_at = 0
+        self.status_at = None  # (the timers below are set at power_up)
+        self.housekeeping_at = None
         self.reader = wire.Reader()
         # commands and their authentication (pump.commands, pump.auth)
         self.dev = ""
@@ -128,24 +138,26 @@ class Engine:
         self._state_dirty = False
         self._therapy_frame = None  # cached encoding of the settings part of the state
         self._next = 0  # signed ticks of the soonest timer
-        self._aux_at = 0  # signed ticks of the soonest of the rarely moving timers
+        self._aux_at = None  # signed ticks of the soonest of the rarely moving timers
         self.actions = 0  # ACT_* bits: which take_*() has something for the shell
         # alarms and their detectors
         self.alarms = A.Alarms()
         self.occl = Pressure(cfg.pressure_zero_raw, cfg.pressure_raw_per_bar)
         self.supply = Supply(cfg.battery_low_mv, cfg.battery_end_mv)
         self.wants = WANT_PRESSURE | WANT_BATTERY  # WANT_* bits: board readings asked for
-        self.battery_at = 0
-        self.sample_at = 0  # signed ticks of the next pressure sample while stopped (0: none)
-        self.silence_until = 0  # signed ticks a silence ends (0: not silenced)
+        self.battery_at = None
+        self.sample_at = None  # signed ticks of the next pressure sample while stopped
+        self.silence_until = None  # signed ticks a silence ends (None: not silenced)
         self.stall_retries = STALL_RETRIES
+        self.misses = 0  # the missed-pulse count (MISS_WEIGHT)
+        self.skip_strokes = 0  # basal strokes to leave out: retries that may have doubled a stroke
         self.occlusions = []  # signed ticks of the occlusion alarms of the last hour
         self.low_nl = 2000000  # low-reservoir alarm at this volume (implantables: 1-3 mL)
         self.low_days = 7  # ... and when the worst-case projection reaches the floor this soon
         self.floor_nl = 0  # empty: below this the pump stops (0: when not a stroke is left)
         self.days_to_low = -1  # worst-case projection, whole days (-1: beyond the horizon)
         self.days_to_empty = -1
-        self.stopped_at = 0  # signed ticks delivery stopped for an alarm (0: running)
+        self.stopped_at = None  # signed ticks delivery stopped for an alarm (None: not stopped)
         self.stopped_wall = None  # (weekday, ms) of the wall clock then
         self._annunciation = A.QUIET
         self._withholding = False  # in an episode of strokes withheld by the 24 h limit
@@ -161,6 +173,10 @@ class Engine:
                                  "watchdog_reset": watchdog_reset,
                                  "clock": "restored" if self.clock.restored else (
                                      "set" if self.clock.valid else "not_set")})
+        if stored and not restored:
+            # the program, the reservoir account and the 24 h record are gone: loud, and
+            # the pump stays idle until a clinician programs and fills it again
+            self._alarm_event_only(A.STORAGE, {"file": "state", "lost": True})
         if stored and not restored and self.auth.keys:
             # the state held the command counters: without them a captured command
             # could run again, so these keys are not used again (the state remembers
@@ -176,7 +192,7 @@ class Engine:
             self._alarm_event_only(A.WATCHDOG, {})
         self._clock_check()
         self._evaluate()
-        self._reservoir_check()
+        self._project()  # (the days-left alarm must not wait for the first hourly pass)
         self._persist()
         self._plan_aux()
         self._plan()
@@ -254,7 +270,7 @@ class Engine:
         # window), strokes, status, housekeeping. The rarely moving timers share one
         # deadline (_aux_at), so a plain stroke pass costs one comparison for them.
         aux = ticks.diff(now, self._aux_at) >= 0
-        if aux and (self.segment_at or self.titration is not None):
+        if aux and (self.segment_at is not None or self.titration is not None):
             self._rate_changes(now)
         if self.in_flight and ticks.diff(now, self.confirm_by) >= 0:
             self._give_up_in_flight()
@@ -269,11 +285,11 @@ class Engine:
         if ticks.diff(now, self.battery_at) >= 0:
             self.battery_at = ticks.add(now, BATTERY_PERIOD_MS)
             self.wants |= WANT_BATTERY
-        if self.sample_at and ticks.diff(now, self.sample_at) >= 0:
+        if self.sample_at is not None and ticks.diff(now, self.sample_at) >= 0:
             self.sample_at = ticks.add(now, STOPPED_SAMPLE_MS)
             self.wants |= WANT_PRESSURE
-        if self.silence_until and ticks.diff(now, self.silence_until) >= 0:
-            self.silence_until = 0
+        if self.silence_until is not None and ticks.diff(now, self.silence_until) >= 0:
+            self.silence_until = None
             self.alarms.silenced = False
             self._event("silence_end", {})
             self._annunciate()
@@ -288,7 +304,7 @@ class Engine:
 
     def _rate_changes(self, now):
         while True:
-            seg = self.segment_at if self.state == RUNNING and self.segment_at and ticks.diff(
+            seg = self.segment_at if self.state == RUNNING and self.segment_at is not None and ticks.diff(
                 now, self.segment_at) >= 0 else None
             tit = self.titration[1] if self.titration is not None and ticks.diff(
                 now, self.titration[1]) >= 0 else None
@@ -355,7 +371,10 @@ class Engine:
         # at worst it wakes the loop early. It is replanned where rates or state change.
         self.in_flight -= n
         self.strokes_confirmed += n
-        self.stall_retries = STALL_RETRIES
+        if self.stall_retries != STALL_RETRIES:
+            self._retry_confirmed()
+        elif self.misses:
+            self.misses -= n if n < self.misses else self.misses
         if self.in_flight:
             self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
         self.lease_left_nl -= n * self.cfg.stroke_nl
@@ -460,13 +479,13 @@ class Engine:
         now = self.now
         t = self._sooner(self.housekeeping_at, self.status_at, now)
         t = self._sooner(t, self.battery_at, now)
-        if self.sample_at:
+        if self.sample_at is not None:
             t = self._sooner(t, self.sample_at, now)
-        if self.silence_until:
+        if self.silence_until is not None:
             t = self._sooner(t, self.silence_until, now)
         if self.titration is not None:
             t = self._sooner(t, self.titration[1], now)
-        if self.state == RUNNING and self.segment_at:
+        if self.state == RUNNING and self.segment_at is not None:
             t = self._sooner(t, self.segment_at, now)
         if self.log_re is not None:
             t = now  # a log export runs: one piece a pass, no sleeping meanwhile
@@ -551,20 +570,27 @@ class Engine:
         self.stop_reason = reason
         self._event("state", {"state": want, "reason": reason})
         if want == STOPPED:
-            if not self.stopped_at:
+            if self.stopped_at is None:
                 self.stopped_at = self.now
                 self.stopped_wall = self._wall_at(self.now) if self.clock.valid else (0, 0)
-            if not self.sample_at:
+            if self.sample_at is None:
                 # the pressure keeps being read, so a cleared occlusion is seen (also
                 # when the pump restarted into the stop)
                 self.sample_at = ticks.add(self.now, STOPPED_SAMPLE_MS)
         else:
-            if was == STOPPED and want == RUNNING and self.stopped_at:
+            if was == STOPPED and want == RUNNING and self.stopped_at is not None:
                 self._log_missed()
-            self.stopped_at = 0
-            self.sample_at = 0
-        if want != RUNNING and self.bolus is not None and self.bolus.kind != BRIDGE:
-            self._end_bolus(reason or want)
+            self.stopped_at = None
+            self.sample_at = None
+        b = self.bolus
+        if b is not None:
+            if want != RUNNING and b.kind != PRIME:
+                # a bolus does not outlast a stop: hours later it would be a surprise
+                self._end_bolus(reason or want)
+            elif want == RUNNING:
+                # priming waits through a stop and goes on from here, at its own pace:
+                # nothing that fell due meanwhile is owed
+                b.restart(self.now)
         self._retune()
         self._plan_aux()
 
@@ -581,7 +607,7 @@ class Engine:
         conc = self.reservoir.conc_ug_per_ml
         self._event("resumed", {"stopped_ms": stopped_ms, "missed_ng": missed_ng,
                                 "missed_nl": missed_ng * 1000 // conc if missed_ng > 0 and conc else 0})
-        self.stopped_at = 0
+        self.stopped_at = None
 
     # ---- alarms -----------------------------------------------------------------------
 
@@ -598,7 +624,7 @@ class Engine:
         if self.alarms.silenced:
             # something new: the silence ends, everything active sounds again
             self.alarms.silenced = False
-            self.silence_until = 0
+            self.silence_until = None
         self._annunciate()
         if a.delivery == A.STOP and self.state == RUNNING:
             self._evaluate()
@@ -641,14 +667,17 @@ class Engine:
             if o.occluded:
                 if self.alarms.get(A.OCCLUSION) is None:
                     self._occlusion_count()
-                self._alarm(A.OCCLUSION, {"excess_mbar": o.excess, "baseline_mbar": o.baseline})
+                    self._alarm(A.OCCLUSION, {"excess_mbar": o.excess, "baseline_mbar": o.baseline})
+                    if len(self.occlusions) >= OCCLUSION_REPEATS:
+                        # latched from the start: an acknowledgement while the line is
+                        # still blocked does not count
+                        self.alarms.get(A.OCCLUSION).clears = A.LATCH
+                        self._event("alarm", {"code": A.OCCLUSION, "state": "latched",
+                                              "episodes": len(self.occlusions)})
+                        self._persist()
+                else:
+                    self.alarms.raise_(A.OCCLUSION)
             else:
-                a = self.alarms.get(A.OCCLUSION)
-                if a is not None and a.clears == A.CONDITION and len(self.occlusions) >= OCCLUSION_REPEATS:
-                    a.clears = A.ACK
-                    self._event("alarm", {"code": A.OCCLUSION, "state": "latched",
-                                          "episodes": len(self.occlusions)})
-                    self._persist()
                 self._alarm_gone(A.OCCLUSION, {"excess_mbar": o.excess})
         self._evaluate()
         self._plan()
@@ -706,7 +735,7 @@ class Engine:
                 self._command(n, _BASAL)
         p = self.program
         rate = 0
-        self.segment_at = 0
+        self.segment_at = None
         if self.state == RUNNING and p is not None:
             b = self.bolus
             if b is not None and b.kind == PRIME:
@@ -719,6 +748,11 @@ class Engine:
                     wd, ms = self._wall_at(at)
                     rate = p.schedule.rate_at(wd, ms)
                     self.segment_at = ticks.add(at, p.schedule.ms_to_change(wd, ms))
+            if rate > self.limits.max_rate_ng_per_day:
+                # every path to a rate checks it against the maximum first; should one
+                # ever fail to, the hard limit still holds here
+                self._alarm_event_only(A.LIMIT, {"limit": "max_rate", "rate_ng_per_day": rate})
+                rate = self.limits.max_rate_ng_per_day
         self._plan_aux()
         k = self._tip_stroke_pg(self.in_flight)
         line = self.line
@@ -769,15 +803,40 @@ class Engine:
 
     def _line_moved(self):
         # the line changed under a confirmed stroke: end a bridge, re-size the basal
-        b = self.bolus
-        conc = self.reservoir.conc_ug_per_ml
-        if b is not None and b.kind == BRIDGE and self.line.nl_unlike(conc) == 0:
-            self._end_bolus("done")
-        if self.line.uniform() and self.line.tip_conc() == conc:
+        if self.bridge is not None:
+            self._bridge_check()
+        if self.line.uniform() and self.line.tip_conc() == self.reservoir.conc_ug_per_ml:
             self._retune()
+
+    def _bridge_start(self, old, new, volume_nl):
+        if self.bridge is None:
+            self.bridge = [old, new, self.up_day, self.up_ms]
+        else:
+            self.bridge[1] = new  # a second change while the first still clears
+        self._event("bridge_start", {"from_conc_ug_per_ml": old, "to_conc_ug_per_ml": new, "volume_nl": volume_nl})
+
+    def _bridge_check(self):
+        # The bridge ends when no drug of another strength is left in the line (priming
+        # fluid is no drug: a prime ends a bridge too).
+        br = self.bridge
+        if br is None:
+            return
+        conc = self.reservoir.conc_ug_per_ml
+        for _, c in self.line.segments:
+            if c != conc and c != 0:
+                return
+        self.bridge = None
+        # all the drug that left the tip since the refill: the old strength, then the new
+        self._event("bridge_end", {"from_conc_ug_per_ml": br[0], "to_conc_ug_per_ml": br[1],
+                                   "delivered_ng": self.patient_ng,
+                                   "duration_min": (self.up_day - br[2]) * 1440 + (self.up_ms - br[3]) // 60000})
 
     def _command(self, n, kind):
         # n strokes fell due: command those the reservoir covers and the 24 h limit allows.
+        if kind == _RETRY:
+            kind = _BASAL
+        elif self.skip_strokes and kind == _BASAL:
+            n = self._skip(n)
         room = (self.reservoir.volume_nl - self.floor_nl) // self.cfg.stroke_nl - self.in_flight
         if n > room:
             n = room if room > 0 else 0
@@ -787,6 +846,11 @@ class Engine:
             self._commit(n, kind)
         if room - n < 2:
             self._evaluate()
+
+    def _skip(self, n):
+        k = n if n < self.skip_strokes else self.skip_strokes
+        self.skip_strokes -= k
+        return n - k
 
     def _within_24h(self, n):
         # the runtime guard: count n more strokes in the 24 h window, or withhold them
@@ -849,13 +913,25 @@ class Engine:
             self._ring_len -= 1
         return kind
 
+    def _retry_confirmed(self):
+        # a retry turned the rotor: the first pulse was probably missed
+        self.stall_retries = STALL_RETRIES
+        self.misses += MISS_WEIGHT
+        if self.misses >= MISS_ALARM:
+            self._alarm(A.ROTOR, {"misses": self.misses // MISS_WEIGHT})
+        elif self.misses < MISS_ALARM // 3 and self.alarms.get(A.ROTOR) is not None:
+            self._alarm_gone(A.ROTOR, {})
+
     def _give_up_in_flight(self):
         # The motor had its time and the rotor did not confirm these strokes: they are
-        # counted as not delivered. One retry (a missed pulse or a hesitant motor), then
-        # the stall alarm. A retry after a pulse the sensor missed gives one stroke too
-        # many: the price of not stopping therapy for one bad reading.
+        # counted as not delivered, but debited from what is left (they may have turned
+        # under a sensor that missed their pulse). One retry (a missed pulse or a hesitant
+        # motor), then the stall alarm. The retry is taken back from the basal strokes
+        # that come next, so a missed pulse never makes the pump deliver more than
+        # programmed; a motor that truly hesitated delivers that much less.
         n = self.in_flight
         self.strokes_unconfirmed += n
+        self.reservoir.unconfirmed(n)
         b = self.bolus
         while self._ring_len:
             i = self._ring_head
@@ -868,12 +944,27 @@ class Engine:
             self.stall_retries -= 1
             self._event("strokes_unconfirmed", {"strokes": n, "retry": True})
             if self.state == RUNNING:
-                self._command(n, _BASAL)
+                k = self.in_flight
+                self._command(n, _RETRY)
+                self.skip_strokes += self.in_flight - k
         else:
             self._event("strokes_unconfirmed", {"strokes": n, "retry": False})
+            self.skip_strokes = 0  # twice unconfirmed: the motor did not turn, nothing doubled
             self._alarm(A.STALL, {"strokes": n})
         if b is not None and self.bolus is not None:
             self._bolus_progress()
+
+    def _fill_in_flight(self):
+        # A refill restarts the fill's counters. Strokes still turning when it is applied
+        # are confirmed into the new fill (whichever fill they drew from, the account of
+        # what is left can only be under-stated this way), so they are counted among its
+        # programmed strokes too.
+        n = 0
+        for j in range(self._ring_len):
+            i = (self._ring_head + j) % RING
+            if self._ring_kind[i] == _BASAL:
+                n += self._ring_n[i]
+        self.basal.strokes = n
 
     def _confirm_window(self, strokes):
         # Time the motor gets to turn `strokes` strokes before they count as unconfirmed.
@@ -896,6 +987,13 @@ class Engine:
     def _apply_titration(self, at=None):
         program, _ = self.titration
         self.titration = None
+        # checked again when it applies: the limits may have changed since it was accepted
+        from pump import guard
+        refusal = guard.program_refusal(program, self.limits)
+        if refusal:
+            self._event("titration_refused", {"limit": refusal[0], "reason": refusal[1]})
+            self._alarm_event_only(A.LIMIT, {"limit": refusal[0], "what": "titration"})
+            return
         program.conc_ug_per_ml = self.reservoir.conc_ug_per_ml or program.conc_ug_per_ml
         self.program = program
         self._event("program", program.to_dict())

@@ -26,6 +26,10 @@ def program_refusal(program, limits):
     if top > limits.max_rate_ng_per_day:
         return ("max_rate", "a step runs %s ug/day, above the maximum rate of %s ug/day"
                 % (_ug(top), _ug(limits.max_rate_ng_per_day)))
+    keep = program.keep_open_nl_per_day * program.conc_ug_per_ml // 1000
+    if keep > limits.max_rate_ng_per_day:
+        return ("max_rate", "the keep-open rate (while paused) runs %s ug/day, above the maximum rate of %s ug/day"
+                % (_ug(keep), _ug(limits.max_rate_ng_per_day)))
     allowance = 0
     pb = program.patient
     if pb is not None:

@@ -3,7 +3,6 @@
 from pump import alarms as A
 from pump import auth as AU
 from pump import ticks, wire
-from pump.bolus import BRIDGE, Bolus
 from pump.engine import RUNNING
 from pump.exact import muldivmod
 from pump.program import ProgramError, validate
@@ -110,9 +109,11 @@ class Persistence:
             "line": self.line.to_wire(),
             "window": self.window.to_wire(),
             "patient_ago_ms": [ticks.diff(self.now, t) for t in self._patient_recent()],
+            "bridge": None if self.bridge is None else [
+                self.bridge[0], self.bridge[1], (self.up_day - self.bridge[2]) * 1440 + (self.up_ms - self.bridge[3]) // 60000],
             # alarm latches: what was active (and acknowledged) survives a restart, and
             # the pressure baseline with them (a blocked line must not become the norm)
-            "alarms": [[a.code, a.acked, a.clears] for a in self.alarms.active],
+            "alarms": self.alarms.to_record(),
             "pressure_baseline_mbar": self.occl.baseline if self.occl.have_baseline else None,
             # the last command counters accepted: a replay stays refused after a restart
             "auth_ctr": [self.auth.ctr[AU.CLINICIAN], self.auth.ctr[AU.PATIENT]],
@@ -146,14 +147,8 @@ class Persistence:
             self.auth.ctr[AU.CLINICIAN] = ctr[0]
             self.auth.ctr[AU.PATIENT] = ctr[1]
             self.low_nl, self.low_days, self.floor_nl = t["alarm_settings"]
-            for item in s["alarms"]:
-                code = item[0]
-                if code in A.TABLE and code != A.CLOCK:
-                    self.alarms.raise_(code)
-                    a = self.alarms.get(code)
-                    a.acked = item[1]
-                    if len(item) > 2:  # (older files: [code, acked])
-                        a.clears = item[2]  # a latched occlusion stays latched
+            # (the clock's alarm is decided again at boot: the clock restored is not set)
+            self.alarms.restore([item for item in s["alarms"] if item[0] != A.CLOCK])
             # the detectors resume where they were, so a condition that still holds keeps
             # its alarm and one that has gone clears it
             base = s["pressure_baseline_mbar"]
@@ -180,8 +175,10 @@ class Persistence:
         except (KeyError, TypeError, ValueError, ProgramError) as e:
             self._event("state_corrupt", {"reason": str(e)})
             return False
-        if self.line.nl_unlike(self.reservoir.conc_ug_per_ml):
-            self.bolus = Bolus(BRIDGE, 0, 0, 0, self.now)
+        br = s.get("bridge")
+        if br is not None:
+            # (the minutes it ran count from before the restart)
+            self.bridge = [br[0], br[1], -(br[2] // 1440), -(br[2] % 1440) * 60000]
         if self.alarms.active:
             self._event("alarms_restored", {"alarms": self.alarms.to_wire()})
             self._annunciate()

@@ -54,8 +54,11 @@ PATIENT_BOLUSES_PER_24H_MAX = const(24)
 def fastest_bolus_min(dose_ng, conc_ug_per_ml, max_nl_per_day):
     # The shortest duration (whole minutes) in which this head delivers dose_ng: its
     # volume at the head's top rate. One definition for patient boluses (checked when
-    # programmed) and clinician boluses (checked when asked).
-    volume_nl = dose_ng * 1000 // conc_ug_per_ml
+    # programmed) and clinician boluses (checked when asked, from their strokes).
+    return fastest_bolus_min_nl(dose_ng * 1000 // conc_ug_per_ml, max_nl_per_day)
+
+
+def fastest_bolus_min_nl(volume_nl, max_nl_per_day):
     q, r = divmod(volume_nl * 1440, max_nl_per_day)
     return q + (1 if r else 0)
 

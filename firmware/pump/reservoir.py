@@ -20,6 +20,12 @@ class Reservoir:
         self.delivered_nl = 0
         self.overdrawn_strokes = 0
 
+    def unconfirmed(self, strokes):
+        # Strokes the rotor did not confirm may still have turned (a missed pulse): what
+        # is left is debited for them, never over-stated; nothing counts as delivered.
+        v = self.volume_nl - strokes * self.stroke_nl
+        self.volume_nl = v if v > 0 else 0
+
     def confirm(self, strokes):
         nl = strokes * self.stroke_nl
         self.delivered_nl += nl

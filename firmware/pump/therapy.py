@@ -4,13 +4,13 @@
 # refusal is an event. None of this runs per stroke.
 from pump import alarms as A
 from pump import guard, ticks
-from pump.bolus import BRIDGE, CLINICIAN, PATIENT, PRIME, Bolus
+from pump.bolus import CLINICIAN, PATIENT, PRIME, Bolus
 from pump.clock import DAY_MAX, WallClock
-from pump.engine import DAY_MS, RUNNING
+from pump.engine import DAY_MS, IDLE, RUNNING
 from pump.exact import muldivmod
 from pump.limits import LIMIT_NG_MAX, LIMIT_NG_MIN, Limits
 from pump.program import (BOLUS_DURATION_MIN_MAX, CONC_UG_PER_ML_MAX, CONC_UG_PER_ML_MIN, ProgramError,
-                          fastest_bolus_min, validate)
+                          fastest_bolus_min_nl, validate)
 
 try:
     from micropython import const
@@ -70,6 +70,12 @@ class TherapyOps:
             refusal = guard.program_refusal(self.program, new)
             if refusal:
                 return self._refuse("limits", refusal[0], "the running program would break them: " + refusal[1])
+        if self.titration is not None:
+            refusal = guard.program_refusal(self.titration[0], new)
+            if refusal:
+                return self._refuse("limits", refusal[0], "the pending titration (in %d min) would break them: %s; "
+                                    "titrate again within them first" % (
+                                        (ticks.diff(self.titration[1], self.now) + 59999) // 60000, refusal[1]))
         self.limits = new
         self._event("limits", new.to_dict())
         self._changed()
@@ -129,10 +135,15 @@ class TherapyOps:
             return self._refuse("fill", None, "conc_ug_per_ml=%d: a change from %d ug/mL needs a bridge (the line "
                                 "holds %d nL of the old drug)" % (conc_ug_per_ml, old, self.line.volume_nl),
                                 "conc_ug_per_ml")
+        if changed and (p is None or p.pump_dead_volume_nl + p.catheter_dead_volume_nl == 0):
+            # without the line's volume the old drug's strength would be counted as the new
+            return self._refuse("fill", None, "conc_ug_per_ml=%d: a change of concentration needs the line "
+                                "volumes (pump_dead_volume_nl, catheter_dead_volume_nl) in the program, to bridge "
+                                "the old drug still in the line" % conc_ug_per_ml, "conc_ug_per_ml")
         if changed and len(self.line.segments) >= LINE_CONCS_MAX:
             return self._refuse("fill", None, "a bridge is still running: %d nL of older drug in the line"
                                 % self.line.nl_unlike(old), "conc_ug_per_ml")
-        if changed and self.bolus is not None and self.bolus.kind != BRIDGE:
+        if changed and self.bolus is not None:
             return self._refuse("fill", None, "a %s bolus is running: cancel it first" % self.bolus.kind, "bolus")
         r.fill(volume_nl, conc_ug_per_ml)
         if not old:
@@ -141,7 +152,7 @@ class TherapyOps:
         self.strokes_confirmed = 0
         self.strokes_unconfirmed = 0
         self.strokes_withheld = 0
-        self.basal.strokes = 0
+        self._fill_in_flight()
         self.patient_ng = 0
         self.patient_pg = 0
         for code in self.alarms.refilled():
@@ -150,11 +161,13 @@ class TherapyOps:
         fields = {"volume_nl": volume_nl, "conc_ug_per_ml": conc_ug_per_ml}
         if changed:
             fields["bridge_nl"] = self.line.nl_unlike(conc_ug_per_ml)
-            if self.program is not None:
-                self.program.conc_ug_per_ml = conc_ug_per_ml
-            if fields["bridge_nl"] and self.bolus is None:
-                self.bolus = Bolus(BRIDGE, 0, 0, 0, self.now)
         self._event("fill", fields)
+        if changed:
+            # the program now counts in the new strength; its doses are unchanged
+            self.program.conc_ug_per_ml = conc_ug_per_ml
+            self._event("program", self.program.to_dict())
+            if fields["bridge_nl"]:
+                self._bridge_start(old, conc_ug_per_ml, fields["bridge_nl"])
         self._changed()
         return None
 
@@ -164,7 +177,7 @@ class TherapyOps:
         # split (< 1 stroke) is not given, and the record says so.
         self._op(now)
         what = "bolus" if kind == CLINICIAN else "patient_bolus"
-        reason = self._bolus_slot_refusal()
+        reason = self._delivery_refusal() or self._bolus_slot_refusal()
         if reason:
             return self._refuse(what, None, reason)
         if type(dose_ng) is not int or not 1 <= dose_ng <= LIMIT_NG_MAX:
@@ -172,13 +185,15 @@ class TherapyOps:
         if type(duration_min) is not int or not 1 <= duration_min <= BOLUS_DURATION_MIN_MAX:
             return self._refuse(what, None, "duration_min=%r: outside 1..%d min" % (
                 duration_min, BOLUS_DURATION_MIN_MAX), "duration_min")
-        stroke_pg = self._tip_stroke_pg(0)
+        # Sized by the strongest drug its strokes can carry (during a bridge the line holds
+        # another strength, and the basal moves it meanwhile): never more than asked for.
+        stroke_pg = self.cfg.stroke_nl * self._strongest_conc()
         strokes, _ = muldivmod(dose_ng, 1000, 0, stroke_pg)
         if strokes < 1:
             return self._refuse(what, None, "dose_ng=%d: less than one stroke (%d pg)" % (dose_ng, stroke_pg),
                                 "dose_ng")
         duration_ms = duration_min * 60000
-        fastest = fastest_bolus_min(dose_ng, self.reservoir.conc_ug_per_ml, self.cfg.max_nl_per_day)
+        fastest = fastest_bolus_min_nl(strokes * self.cfg.stroke_nl, self.cfg.max_nl_per_day)
         if duration_min < fastest:
             return self._refuse(what, None, "duration_min=%d: %d strokes need at least %d min on this pump head"
                                 % (duration_min, strokes, fastest), "duration_min")
@@ -199,6 +214,9 @@ class TherapyOps:
         pb = self.program.patient if self.program else None
         if pb is None:
             return self._refuse("patient_bolus", None, "the program allows no patient bolus")
+        reason = self._delivery_refusal()
+        if reason:
+            return self._refuse("patient_bolus", None, reason)
         times = self._patient_recent()
         if times:
             since = ticks.diff(self.now, times[-1])
@@ -223,7 +241,7 @@ class TherapyOps:
         p = self.program
         if p is None or not self.reservoir.conc_ug_per_ml:
             return self._refuse("prime", None, "nothing to prime with: program and fill the pump first")
-        reason = self._bolus_slot_refusal()
+        reason = self._delivery_refusal() or self._bolus_slot_refusal()
         if reason:
             return self._refuse("prime", None, reason)
         if part == "all":
@@ -235,8 +253,10 @@ class TherapyOps:
         if volume == 0:
             return self._refuse("prime", None, "the program's dead volume for %r is 0 nL" % part, "part")
         stroke = self.cfg.stroke_nl
-        self.line.reset(p.pump_dead_volume_nl + p.catheter_dead_volume_nl, self.reservoir.conc_ug_per_ml)
-        self.line.empty_from_tip(volume)
+        if part == "all" or self.line.volume_nl != p.pump_dead_volume_nl + p.catheter_dead_volume_nl:
+            self.line.reset(p.pump_dead_volume_nl + p.catheter_dead_volume_nl, self.reservoir.conc_ug_per_ml)
+        self.line.empty_from_tip(volume)  # (the pump tubing keeps what it holds, a bridge's old drug too)
+        self._bridge_check()
         strokes = (volume + stroke - 1) // stroke
         duration_ms, _ = muldivmod(strokes * stroke, 3600000, p.priming_nl_per_hour - 1, p.priming_nl_per_hour)
         self.bolus = Bolus(PRIME, strokes, duration_ms, 0, self.now)
@@ -248,9 +268,8 @@ class TherapyOps:
     def cancel_bolus(self, now):
         self._op(now)
         b = self.bolus
-        if b is None or b.kind == BRIDGE:
-            return self._refuse("cancel", None, "no bolus to cancel" if b is None else
-                                "the bridge cannot be cancelled: the old drug must leave the line")
+        if b is None:
+            return self._refuse("cancel", None, "no bolus to cancel")
         self._end_bolus("cancelled")
         return None
 
@@ -411,17 +430,32 @@ class TherapyOps:
         # boundaries, a titration) happens first, under the settings it fell due under.
         self.tick(now)
 
+    def _delivery_refusal(self):
+        # A bolus (or priming) starts only while delivery runs: one asked for while stopped
+        # would be owed at the resume and go out at once.
+        if self.state == RUNNING:
+            return None
+        if self.state == IDLE:
+            return "the pump is idle: %s" % ("no program" if self.program is None else "no drug (fill it first)")
+        return "delivery is stopped (%s): clear the alarm first" % self.stop_reason
+
     def _bolus_slot_refusal(self):
         b = self.bolus
         if b is None:
             return None
-        if b.kind == BRIDGE:
-            left = self.line.nl_unlike(self.reservoir.conc_ug_per_ml)
-            return "the bridge is running: %d nL of the old drug still in the line" % left
         return "a %s bolus is running (%d of %d strokes)" % (b.kind, b.strokes_confirmed, b.strokes_total)
 
+    def _strongest_conc(self):
+        c = self.reservoir.conc_ug_per_ml
+        for _, conc in self.line.segments:
+            if conc > c:
+                c = conc
+        return c
+
     def _schedules(self):
-        if self.program is None or self.state != RUNNING:
+        # the running schedule (and a pending one), whether or not delivery runs now: a
+        # stop can end at any moment
+        if self.program is None:
             return []
         s = [self.program.schedule]
         if self.titration is not None:

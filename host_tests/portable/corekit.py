@@ -20,6 +20,7 @@ class Bench:
     def __init__(self, pump, start_ticks=START_TICKS, keep=KEEP):
         self.pump = pump
         self.keep = keep  # how many non-status bodies to keep (the heap is small)
+        self.start_ticks = start_ticks
         self.board_now = start_ticks  # board ticks, wrapping at 2**30
         self.elapsed_ms = 0
         self.motor_turns = True  # False: a stall (no strokes, no pulses)

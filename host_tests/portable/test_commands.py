@@ -363,3 +363,14 @@ def test_a_damaged_state_takes_the_keys_out_of_use_until_new_ones_come():
     h.boot(PROGRAM)
     h.take()
     assert result(h.send("bolus", BOLUS, C))["ok"]
+
+
+def test_the_command_boundary_answers_any_exception_from_therapy_code():
+    host = Host(scratch_dir("boundary"))
+
+    def broken(now):
+        raise ZeroDivisionError("division by zero")
+    host.pump.pause = broken
+    r = result(host.send("pause", {}, role="clinician"))
+    assert r["code"] == "bad_request" and "ZeroDivisionError" in r["reason"], r
+    assert result(host.send("status"))["ok"]  # the loop goes on

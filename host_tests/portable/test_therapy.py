@@ -228,13 +228,12 @@ def test_the_bridge_keeps_the_dose_while_the_old_drug_clears():
     before_ng = _tip_ng(p)
     assert p.fill(b.board_now, 20000000, 2000, bridge=True) is None
     assert _ev(b, "fill")[-1]["bridge_nl"] == 100000
-    assert p.bolus.kind == "bridge"
-    assert p.bolus_request(b.board_now, 10000, 10) is not None  # no bolus during the bridge
+    assert p.bridge is not None and _ev(b, "bridge_start")[-1]["volume_nl"] == 100000
     b.advance(6 * HOUR_MS - MIN_MS)
-    assert p.bolus is not None and p.bolus.kind == "bridge"
+    assert p.bridge is not None
     b.advance(2 * MIN_MS)
-    assert p.bolus is None
-    assert _ev(b, "bolus_end")[-1]["kind"] == "bridge"
+    assert p.bridge is None
+    assert _ev(b, "bridge_end")[-1]["from_conc_ug_per_ml"] == 500
     b.advance(18 * HOUR_MS - MIN_MS)
     assert abs(_tip_ng(p) - 200000) <= 500  # delivered since the fill (counters restart)
     assert before_ng > 0
