@@ -354,17 +354,18 @@ class Engine:
 
     def _confirm_each(self, n):
         # strokes of differing drug (a bridge, priming) or belonging to a bolus
-        stroke = self.cfg.stroke_nl
-        conc = self.reservoir.conc_ug_per_ml
-        for _ in range(n):
-            kind = self._ring_pop()
-            self.reservoir.confirm(1)
-            pg = self._stroke_pg if self._stroke_pg else self.line.push(stroke, conc)
-            p = self.patient_pg + pg
-            self.patient_ng += p // 1000
-            self.patient_pg = p % 1000
-            if kind == _BOLUS and self.bolus is not None:
-                self.bolus.confirm(pg)
+        while n:
+            n -= 1
+            self._confirm_one(self._ring_pop())
+
+    def _confirm_one(self, kind):
+        self.reservoir.confirm(1)
+        pg = self._stroke_pg if self._stroke_pg else self.line.push(self.cfg.stroke_nl, self.reservoir.conc_ug_per_ml)
+        p = self.patient_pg + pg
+        self.patient_ng += p // 1000
+        self.patient_pg = p % 1000
+        if kind == _BOLUS and self.bolus is not None:
+            self.bolus.confirm(pg)
 
     def _confirmed(self, n):
         # Confirmations only retire timers (the in-flight check), so self._next can stay:
@@ -386,8 +387,9 @@ class Engine:
         if self.bolus is not None:
             self._bolus_progress()
         v = self.reservoir.volume_nl
-        if v <= self.low_nl or v < self.floor_nl + (self.in_flight + 2) * self.cfg.stroke_nl:
+        if v <= self.low_nl:
             self._reservoir_check()
+        if v < self.floor_nl + (self.in_flight + 2) * self.cfg.stroke_nl:
             self._evaluate()
             self._plan()
 
@@ -548,23 +550,28 @@ class Engine:
         self._persist()
         self._plan()
 
+    def _empty_check(self):
+        # not a whole stroke left above the floor (the unusable residual)
+        r = self.reservoir
+        if r.conc_ug_per_ml and r.volume_nl - self.in_flight * self.cfg.stroke_nl < self.floor_nl + self.cfg.stroke_nl \
+                and self.alarms.get(A.EMPTY) is None:
+            self._alarm(A.EMPTY, {"reservoir_nl": r.volume_nl})
+
     def _evaluate(self):
         # Decide whether delivery runs: idle without a program or drug, stopped while an
         # alarm that stops delivery is active, else running.
-        stroke = self.cfg.stroke_nl
-        r = self.reservoir
-        if r.conc_ug_per_ml and r.volume_nl - self.in_flight * stroke < self.floor_nl + stroke:
-            # not a whole stroke left above the floor (the unusable residual)
-            self._alarm(A.EMPTY, {"reservoir_nl": r.volume_nl})
+        self._empty_check()
         stop = self.alarms.stopping()
-        if self.program is None or r.conc_ug_per_ml == 0:
+        if self.program is None or self.reservoir.conc_ug_per_ml == 0:
             want, reason = IDLE, None
         elif stop is not None:
             want, reason = STOPPED, stop.code
         else:
             want, reason = RUNNING, None
-        if want == self.state and reason == self.stop_reason:
-            return
+        if want != self.state or reason != self.stop_reason:
+            self._transition(want, reason)
+
+    def _transition(self, want, reason):
         was = self.state
         self.state = want
         self.stop_reason = reason
@@ -701,9 +708,9 @@ class Engine:
         r = self.reservoir
         if not r.conc_ug_per_ml or self.program is None:
             return
-        if r.volume_nl <= self.low_nl:
+        if r.volume_nl <= self.low_nl and self.alarms.get(A.LOW_VOLUME) is None:
             self._alarm(A.LOW_VOLUME, {"reservoir_nl": r.volume_nl, "low_nl": self.low_nl})
-        if 0 <= self.days_to_empty <= self.low_days:
+        if 0 <= self.days_to_empty <= self.low_days and self.alarms.get(A.LOW_DAYS) is None:
             self._alarm(A.LOW_DAYS, {"days_to_empty": self.days_to_empty, "low_days": self.low_days})
 
     def _project(self):
@@ -819,12 +826,8 @@ class Engine:
         # The bridge ends when no drug of another strength is left in the line (priming
         # fluid is no drug: a prime ends a bridge too).
         br = self.bridge
-        if br is None:
+        if br is None or self.line.holds_other(self.reservoir.conc_ug_per_ml):
             return
-        conc = self.reservoir.conc_ug_per_ml
-        for _, c in self.line.segments:
-            if c != conc and c != 0:
-                return
         self.bridge = None
         # all the drug that left the tip since the refill: the old strength, then the new
         self._event("bridge_end", {"from_conc_ug_per_ml": br[0], "to_conc_ug_per_ml": br[1],

@@ -34,20 +34,28 @@ class Line:
 
     def pg_of(self, offset_nl, volume_nl, reservoir_conc):
         # Drug in the slice [offset, offset + volume) counted from the tip; past the end
-        # of the line comes reservoir fluid.
+        # of the line comes reservoir fluid. Runs every stroke of a bridge: few locals and
+        # no for-loop iterator (a MicroPython frame over 11 words goes on the heap).
         pg = 0
-        pos = 0
-        for seg_nl, conc in self.segments:
-            lo = offset_nl if offset_nl > pos else pos
-            end = offset_nl + volume_nl
-            hi = end if end < pos + seg_nl else pos + seg_nl
-            if hi > lo:
-                pg += (hi - lo) * conc
-            pos += seg_nl
-            if pos >= offset_nl + volume_nl:
+        i = 0
+        volume_nl += offset_nl  # from here on: the slice's end
+        while i < len(self.segments):
+            # offset and end are taken relative to the start of each segment in turn
+            pg += _seg_pg(self.segments[i], offset_nl, volume_nl)
+            offset_nl -= self.segments[i][0]
+            volume_nl -= self.segments[i][0]
+            if volume_nl <= 0:
                 return pg
-        lo = offset_nl if offset_nl > pos else pos
-        return pg + (offset_nl + volume_nl - lo) * reservoir_conc
+            i += 1
+        return pg + (volume_nl - (offset_nl if offset_nl > 0 else 0)) * reservoir_conc
+
+    def holds_other(self, conc):
+        # True while the line holds drug of a strength other than `conc` (priming fluid,
+        # no drug, does not count)
+        for seg in self.segments:
+            if seg[1] != conc and seg[1] != 0:
+                return True
+        return False
 
     def push(self, volume_nl, conc):
         # Pump volume_nl of reservoir fluid (conc) in; returns the pg that left the tip.
@@ -101,3 +109,12 @@ class Line:
 
     def to_wire(self):
         return [[v, c] for v, c in self.segments]
+
+
+def _seg_pg(seg, lo, hi):
+    # the drug of a segment [volume_nl, conc] within [lo, hi), relative to its start
+    if hi > seg[0]:
+        hi = seg[0]
+    if lo < 0:
+        lo = 0
+    return (hi - lo) * seg[1] if hi > lo else 0

@@ -20,16 +20,21 @@ DAY_MS = 86400000
 PASSES = 200
 
 
-def _pump_running(tag, program):
+def _pump_running(tag, program, fill_nl=40000000, then=None):
     board = Board(scratch_dir(tag), NullLink())
     pump = Pump(app.pump_config(board.config, DAY_MS))
     pump.cfg.lease_nl = 1000000  # no state file inside the window (1 mL of strokes)
     a = app.App(board, pump)
-    board.head.reservoir_nl = 40000000
+    board.head.reservoir_nl = fill_nl
     a.start()
-    assert app.provision(a, program, 40000000) is None
+    assert app.provision(a, program, fill_nl) is None
     for _ in range(50):  # warm up: first strokes, caches, the first status
         board.wait(a.step())
+    if then is not None:  # a therapy change (a bolus, a refill), then its own warm-up
+        assert then(pump, board.ticks_ms()) is None
+        a._carry_out()
+        for _ in range(50):
+            board.wait(a.step())
     # the hourly timers as far ahead as they go, so the window holds strokes only
     pump.housekeeping_at = ticks.add(pump.now, 3000000)
     pump.status_at = ticks.add(pump.now, 3000000)
@@ -63,3 +68,36 @@ def test_the_measure_sees_an_allocation():
     real = a.step
     a.step = lambda: real() + len([0, 1])
     assert _allocated_over_passes(a, board) > 0
+
+
+FAST = {"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 2000}
+
+
+def test_a_low_reservoir_with_alarms_active_runs_without_allocating():
+    # 1.5 mL: under the 2 mL low level from the start (reservoir_low, and clock_not_set)
+    a, board = _pump_running("alloc-low", FAST, fill_nl=1500000)
+    codes = [x.code for x in a.pump.alarms.active]
+    assert "reservoir_low" in codes and "clock_not_set" in codes, codes
+    made = board.head.strokes_made
+    assert _allocated_over_passes(a, board) == 0
+    assert board.head.strokes_made - made >= PASSES - 3
+
+
+def test_a_bolus_runs_without_allocating():
+    # 100 ug over 2 h on top of 2000 ug/day: bolus and basal strokes interleave
+    a, board = _pump_running("alloc-bolus", FAST, then=lambda p, now: p.bolus_request(now, 100000, 120))
+    assert a.pump.bolus is not None
+    assert _allocated_over_passes(a, board) == 0
+    assert a.pump.bolus is not None and a.pump.bolus.strokes_confirmed > 100
+
+
+def test_a_bridge_runs_without_allocating():
+    # a refill from 500 to 2000 ug/mL: 0.3 mL of the old drug leaves the line stroke by stroke
+    program = dict(FAST, pump_dead_volume_nl=100000, catheter_dead_volume_nl=200000)
+
+    def refill(p, now):
+        return p.refill(now, p.reservoir.volume_nl, 20000000, 2000, 2000, True)
+    a, board = _pump_running("alloc-bridge", program, then=refill)
+    assert a.pump.bridge is not None
+    assert _allocated_over_passes(a, board) == 0
+    assert a.pump.bridge is not None  # the window lay inside the bridge

@@ -2,6 +2,10 @@
 # --random-faults schedule what they say, and the faults reach the running firmware.
 # Its own module: the whole firmware runs here, so the unix port runs it in a fresh
 # process (and heap) of its own.
+#
+# mp-heap: 256k
+# (the simulated Pico's own heap, tools/simpico.py: the whole simulated board and its
+# argument parsing sit beside the firmware here)
 from boards.sim import Board
 from boards.sim import faults as fmod
 from boards.sim import run as simrun
