@@ -1,5 +1,5 @@
 # Runs the portable tests on the MicroPython unix port, which has no pytest:
-#   micropython -X heapsize=192k host_tests/mp_runner.py test_strokes [test_core ...]
+#   micropython -X heapsize=224k host_tests/mp_runner.py test_strokes [test_core ...]
 # Prints one line per test and a closing "N passed, N failed"; exits 1 on any failure.
 import gc
 import sys

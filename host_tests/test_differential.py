@@ -33,7 +33,9 @@ def test_same_seed_same_bytes_on_both_runtimes(tmp_path):
     cp_dir.mkdir()
     env = dict(os.environ)
     env["MICROPYPATH"] = ".frozen:%s" % image
-    mp_out, mp_files = _run([os.path.join(bin_dir, "micropython"), "-X", "heapsize=192k",
+    # (the simulated Pico's own heap: the whole simulated board runs beside the firmware)
+    from tools.simpico import HEAP
+    mp_out, mp_files = _run([os.path.join(bin_dir, "micropython"), "-X", "heapsize=" + HEAP,
                              os.path.join(image, "main.py")] + ARGS, mp_dir, env)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "firmware"), ROOT])
     cp_out, cp_files = _run([sys.executable, MAIN] + ARGS, cp_dir, env)

@@ -71,6 +71,11 @@ TABLE = {
     LIMIT: (LOW, CONTINUE, ACK),  # a request refused, or strokes withheld, by a hard limit
 }
 
+# Every code in a fixed order: the state file stores an alarm as its index here (append
+# new codes at the end; a dict's order differs between the runtimes).
+CODES = (EMPTY, LOW_VOLUME, LOW_DAYS, OCCLUSION, STALL, BATTERY_LOW, END_OF_SERVICE, STORAGE, SENSOR, CLOCK, LIMIT,
+         WATCHDOG, RESIDUAL, ROTOR)
+
 # How each priority annunciates, on the board's 16-slot patterns of 125 ms (docs/hal.md):
 # (LED pattern, tone pattern, tone every N cycles of 2 s). Encoded in the manner of
 # IEC 60601-1-8: more pulses, sooner repeated and faster flashing for a higher priority.
@@ -178,19 +183,31 @@ class Alarms:
     def to_wire(self):
         return [[a.code, PRIORITY_NAMES[a.priority], a.acked, a.condition] for a in self.active]
 
-    def to_record(self):
-        # what survives a restart: each active alarm with its acknowledgement, its rule
-        # (a latch stays a latch) and whether its condition was still present
-        return [[a.code, a.acked, a.clears, a.condition] for a in self.active]
+    def write_record(self, out):
+        # What survives a restart, into a pump.record.Out: each active alarm as [its index
+        # in CODES, acknowledged, its rule (a latch stays a latch), condition present].
+        out.raw(b"[")
+        i = 0
+        while i < len(self.active):
+            a = self.active[i]
+            if i:
+                out.raw(b",")
+            out.raw(b"[")
+            out.int(CODES.index(a.code))
+            out.raw(b",1," if a.acked else b",0,")
+            out.int(a.clears)
+            out.raw(b",1]" if a.condition else b",0]")
+            i += 1
+        out.raw(b"]")
 
     def restore(self, record):
         for item in record:
-            code = item[0]
-            if code in TABLE:
+            if 0 <= item[0] < len(CODES):
+                code = CODES[item[0]]
                 self.raise_(code)
                 a = self.get(code)
-                a.acked = item[1]
+                a.acked = bool(item[1])
                 if len(item) > 2:  # (older files: [code, acked])
                     a.clears = item[2]
                 if len(item) > 3:
-                    a.condition = item[3]
+                    a.condition = bool(item[3])

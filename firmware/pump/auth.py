@@ -111,6 +111,15 @@ class Auth:
         self.refused_locked = 0  # commands refused during the current lockout
         self.lockout_ended = 0  # a lockout just ended: how many it refused (to be logged)
 
+    def record(self):
+        # what the state file keeps: the last counter accepted per role (a replay stays
+        # refused after a restart)
+        return (self.ctr[CLINICIAN], self.ctr[PATIENT])
+
+    def restore(self, record):
+        self.ctr[CLINICIAN] = record[0]
+        self.ctr[PATIENT] = record[1]
+
     def locked_ms(self, now):
         if not self.locked:
             return 0

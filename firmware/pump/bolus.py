@@ -54,6 +54,15 @@ class Bolus:
         self.delivered_pg = pg % 1000
         self.strokes_confirmed += 1
 
+    def write_record(self, out):
+        # into a pump.record.Out: the numbers restore_record() takes back
+        out.ints((self.strokes_total, self.strokes_commanded, self.strokes_confirmed, self.strokes_unconfirmed,
+                  self.requested_ng, self.delivered_ng, self.delivered_pg, self.duration_ms))
+
+    def restore_record(self, rec):
+        (self.strokes_total, self.strokes_commanded, self.strokes_confirmed, self.strokes_unconfirmed,
+         self.requested_ng, self.delivered_ng, self.delivered_pg, self.duration_ms) = rec[0]
+
     def to_wire(self):
         return {"kind": self.kind, "strokes_total": self.strokes_total,
                 "strokes_commanded": self.strokes_commanded,

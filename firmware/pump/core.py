@@ -26,6 +26,7 @@ class PumpConfig:
         ("max_nl_per_day", 100000, 100000000),
         ("status_period_ms", 100, 86400000),
         ("lease_nl", 0, 1000000),
+        ("lease_ms", 60000, 86400000),
         ("pressure_zero_raw", 0, 65535),
         ("pressure_raw_per_bar", 1, 65535),
         ("battery_low_mv", 1000, 10000),
@@ -34,15 +35,18 @@ class PumpConfig:
 
     def __init__(self, stroke_nl, stroke_ms, reservoir_capacity_nl, max_nl_per_day,
                  status_period_ms=10000, lease_nl=100000, pressure_zero_raw=6554,
-                 pressure_raw_per_bar=13107, battery_low_mv=3500, battery_end_mv=3300):
+                 pressure_raw_per_bar=13107, battery_low_mv=3500, battery_end_mv=3300, lease_ms=900000):
         self.stroke_nl = stroke_nl
         self.stroke_ms = stroke_ms  # how long one stroke takes the motor
         self.reservoir_capacity_nl = reservoir_capacity_nl
         self.max_nl_per_day = max_nl_per_day
         self.status_period_ms = status_period_ms
-        # Reservoir lease: each stored snapshot already debits this much, so a power
-        # cut can only under-state what is left (by at most this much), never over-state.
+        # The lease (pump.engine): each state written already counts what may be
+        # commanded before the next write (lease_ms of delivery at the rate then, at
+        # most lease_nl), so a power cut can only under-state what is left, by at most
+        # that much, never over-state it, nor under-state the 24 h record.
         self.lease_nl = lease_nl
+        self.lease_ms = lease_ms
         # The downstream pressure sensor's calibration (board config), and the supply
         # thresholds: low (warn) and end of service (stop while the motor can still be
         # driven and the state written). Defaults suit a single-cell LiPo on VSYS

@@ -18,6 +18,7 @@ from pump.auth import Auth, keys_id, parse_keys
 from pump.bolus import PRIME
 from pump.clock import WallClock
 from pump.detect import Pressure, Supply
+from pump.exact import muldivmod
 from pump.limits import Limits, Window
 from pump.line import Line
 from pump.reservoir import Reservoir
@@ -48,6 +49,7 @@ STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the s
 # hesitated). Each such episode adds MISS_WEIGHT to a count that each confirmed stroke
 # takes one from; at MISS_ALARM (about 1 stroke in 100 missed, sustained) the rotor
 # sensor is alarmed: delivery is then no longer confirmed stroke by stroke.
+PRIME_LEASE_STROKES = const(4)  # the lease while priming: 1 uL of 250 nL strokes
 MISS_WEIGHT = const(100)
 MISS_ALARM = const(300)
 
@@ -109,7 +111,16 @@ class Engine:
         self.pulses_spurious = 0
         self.patient_ng = 0  # drug that left the catheter tip since the last fill ...
         self.patient_pg = 0  # ... plus this many pg
+        # The lease (docs/hazards.md, "Power cuts"): volume that may still be commanded
+        # under the last state written, which already counts it as gone from the
+        # reservoir and into the 24 h record. Commanding past it asks for a new write,
+        # which the shell makes before the motor turns. Granted only when strokes need it
+        # (none at boot: a restart that delivers nothing costs the account nothing),
+        # sized to lease_ms of delivery.
         self.lease_left_nl = 0
+        self.lease_due = False  # the next state written grants a new lease
+        self.uncertain_nl = 0  # how much the reservoir account may under-state (restarts)
+        self._record = None  # pump.record.Out: the state is written into it (pump.persist)
         self._stroke_pg = 0  # drug per stroke while the line is uniform, else 0
         # telemetry
         self.tx_seq = 0
@@ -378,9 +389,6 @@ class Engine:
             self.misses -= n if n < self.misses else self.misses
         if self.in_flight:
             self.confirm_by = ticks.add(self.now, self._confirm_window(self.in_flight))
-        self.lease_left_nl -= n * self.cfg.stroke_nl
-        if self.lease_left_nl <= 0:
-            self._persist()
         if not self._stroke_pg:
             self._line_moved()
             self._plan()
@@ -878,6 +886,13 @@ class Engine:
         return self.line.pg_of(self.in_flight * stroke, n * stroke, self.reservoir.conc_ug_per_ml)
 
     def _commit(self, n, kind):
+        self.lease_left_nl -= n * self.cfg.stroke_nl
+        if self.lease_left_nl < 0:
+            # past the lease: these strokes go into the state (in flight) with a new
+            # lease, written before they turn
+            self.lease_left_nl = 0
+            self.lease_due = True
+            self._persist()
         self._strokes_out += n
         self.actions |= ACT_STROKES
         self.wants |= WANT_PRESSURE
@@ -968,6 +983,25 @@ class Engine:
             if self._ring_kind[i] == _BASAL:
                 n += self._ring_n[i]
         self.basal.strokes = n
+
+    def _lease_nl(self):
+        # The next lease: LEASE_MS of delivery at the rate running now (basal and bolus),
+        # at least a stroke, at most the config's lease_nl (priming: PRIME_LEASE_STROKES,
+        # so a restart can never push much of it twice).
+        stroke = self.cfg.stroke_nl
+        nl = 0
+        if self.basal.rate:
+            nl, _ = muldivmod(self.basal.rate, 1000, 0, self._tip_conc())
+            nl //= DAY_MS // self.cfg.lease_ms
+        b = self.bolus
+        cap = self.cfg.lease_nl
+        if b is not None and b.clock is not None:
+            nl += b.strokes_total * stroke // (b.duration_ms // self.cfg.lease_ms + 1)
+            if b.kind == PRIME:
+                cap = PRIME_LEASE_STROKES * stroke
+        if nl > cap:
+            nl = cap
+        return nl if nl > stroke else stroke
 
     def _confirm_window(self, strokes):
         # Time the motor gets to turn `strokes` strokes before they count as unconfirmed.

@@ -15,6 +15,8 @@ except ImportError:
 BUCKET_MS = const(300000)
 BUCKETS = const(289)  # 288 x 5 min = 24 h, plus the bucket being filled
 _PER_HOUR = const(12)
+HOUR_SLOTS = const(25)  # the hours 289 buckets can touch
+_SERIALS = const(300)  # HOUR_SLOTS * _PER_HOUR: bucket numbers wrap here
 DAY_MS = const(86400000)
 
 # Defaults until a clinician sets the pump's own (set_limits). Chosen to sit above
@@ -40,12 +42,17 @@ class Limits:
 
 
 class Window:
+    # Buckets of 5 minutes in RAM, and beside them hourly sums kept as strokes are counted
+    # (each hour = 12 consecutive buckets), which are what the state file stores: a
+    # state write copies 25 numbers, it does not walk the 289 buckets.
     def __init__(self):
         self.buckets = [0] * BUCKETS  # ng; index `head` is the newest
         self.head = 0
         self.total_ng = 0
         self.pg = 0  # sub-ng remainder carried to the next stroke
         self.bucket_left_ms = BUCKET_MS
+        self.serial = 0  # buckets begun since the record started, modulo HOUR_SLOTS * 12
+        self.hours = [0] * HOUR_SLOTS  # ng per hour of buckets still in the window
 
     def advance(self, elapsed_ms):
         # time passed: retire buckets older than 24 h (runs on the stroke path: small)
@@ -62,54 +69,55 @@ class Window:
             steps = BUCKETS
         while steps:
             steps -= 1
-            self.head = (self.head + 1) % BUCKETS
-            self.total_ng -= self.buckets[self.head]
+            self._next_bucket()
+
+    def _next_bucket(self):
+        self.head = (self.head + 1) % BUCKETS
+        old = self.buckets[self.head]
+        if old:
+            # the bucket that leaves the window began BUCKETS buckets ago
+            self.hours[(self.serial + _SERIALS - BUCKETS + 1) // _PER_HOUR % HOUR_SLOTS] -= old
+            self.total_ng -= old
             self.buckets[self.head] = 0
+        self.serial = (self.serial + 1) % _SERIALS
+        if self.serial % _PER_HOUR == 0:
+            self.hours[self.serial // _PER_HOUR] = 0  # (already empty: 25 h ago)
 
     def add_pg(self, pg):
         pg += self.pg
         ng = pg // 1000
         self.pg = pg - ng * 1000
         self.buckets[self.head] += ng
+        self.hours[self.serial // _PER_HOUR] += ng
         self.total_ng += ng
 
-    def ng_if(self, pg):
-        # the 24 h total if pg more were commanded now
-        return self.total_ng + (self.pg + pg + 999) // 1000
+    def write_record(self, out, extra_ng):
+        # [buckets begun in the newest hour (1..12), [ng per hour, newest first]] into a
+        # pump.record.Out; extra_ng is added to the newest hour (the lease, pump.persist)
+        h = self.serial // _PER_HOUR
+        out.raw(b"[")
+        out.int(self.serial % _PER_HOUR + 1)
+        out.raw(b",[")
+        k = 0
+        while k < HOUR_SLOTS:
+            if k:
+                out.raw(b",")
+            out.int(self.hours[(h - k) % HOUR_SLOTS] + (extra_ng if k == 0 else 0))
+            k += 1
+        out.raw(b"]]")
 
-    def within(self, j):
-        # drug in the buckets that still lie inside a 24 h window ending j buckets from
-        # now: all but the j oldest
-        b = self.buckets
-        old = 0
-        i = (self.head + 1) % BUCKETS  # the oldest
-        for _ in range(j):
-            old += b[i]
-            i = (i + 1) % BUCKETS
-        return self.total_ng - old
-
-    def to_wire(self):
-        # Hourly sums, newest hour first (25 numbers instead of 289). Restored as if no
-        # time passed while the power was off, each hour's drug at the newest end of its
-        # hour: it can only leave the window later than it really would, never sooner.
-        out = []
-        i = self.head
-        total = 0
-        for j in range(BUCKETS):
-            total += self.buckets[i]
-            i = (i - 1) % BUCKETS
-            if j % _PER_HOUR == _PER_HOUR - 1 or j == BUCKETS - 1:
-                out.append(total)
-                total = 0
-        while out and out[-1] == 0:
-            out.pop()
-        return out
-
-    def restore(self, hours_newest_first):
-        self.buckets = [0] * BUCKETS
-        self.head = 0
-        self.total_ng = 0
-        for h, ng in enumerate(hours_newest_first[:BUCKETS // _PER_HOUR + 1]):
-            j = h * _PER_HOUR  # the newest bucket of that hour
-            self.buckets[(-j) % BUCKETS] = ng
+    def restore(self, hours_newest_first, in_newest=_PER_HOUR):
+        # As if no time passed while the power was off, each hour's drug in the newest
+        # bucket of its hour: it can only leave the window later than it really would,
+        # never sooner. in_newest: buckets begun in the newest hour (older records: 12).
+        self.__init__()
+        self.serial = in_newest - 1
+        offset = 0  # buckets back from the newest
+        for k in range(len(hours_newest_first)):
+            if k >= HOUR_SLOTS or offset >= BUCKETS:
+                break
+            ng = hours_newest_first[k]
+            self.buckets[(-offset) % BUCKETS] += ng
+            self.hours[(self.serial - offset) // _PER_HOUR % HOUR_SLOTS] += ng
             self.total_ng += ng
+            offset += in_newest if k == 0 else _PER_HOUR

@@ -146,6 +146,7 @@ class TherapyOps:
         if changed and self.bolus is not None:
             return self._refuse("fill", None, "a %s bolus is running: cancel it first" % self.bolus.kind, "bolus")
         r.fill(volume_nl, conc_ug_per_ml)
+        self.uncertain_nl = 0  # what is in the reservoir is known again
         if not old:
             self.line.reset(p.pump_dead_volume_nl + p.catheter_dead_volume_nl if p else 0, conc_ug_per_ml)
         # stroke counters run from fill to fill, so the reservoir bounds them (< 2**29)
@@ -257,7 +258,10 @@ class TherapyOps:
             self.line.reset(p.pump_dead_volume_nl + p.catheter_dead_volume_nl, self.reservoir.conc_ug_per_ml)
         self.line.empty_from_tip(volume)  # (the pump tubing keeps what it holds, a bridge's old drug too)
         self._bridge_check()
-        strokes = (volume + stroke - 1) // stroke
+        # strokes still turning push the emptied line too: they are part of the priming
+        strokes = (volume + stroke - 1) // stroke - self.in_flight
+        if strokes < 1:
+            strokes = 1
         duration_ms, _ = muldivmod(strokes * stroke, 3600000, p.priming_nl_per_hour - 1, p.priming_nl_per_hour)
         self.bolus = Bolus(PRIME, strokes, duration_ms, 0, self.now)
         self._event("bolus_start", {"kind": PRIME, "volume_nl": volume, "strokes": strokes,
@@ -347,14 +351,21 @@ class TherapyOps:
         if type(withdrawn_nl) is not int or not 0 <= withdrawn_nl <= cap:
             return self._refuse("refill", None, "withdrawn_nl=%r: outside the allowed range 0..%d nL"
                                 % (withdrawn_nl, cap), "withdrawn_nl")
+        # after power cuts the account may under-state what is left by up to
+        # uncertain_nl: a residual within [expected, expected + uncertain_nl] matches it
         expected = self.reservoir.volume_nl
+        uncertain = self.uncertain_nl
         tolerance = expected // 10 if expected // 10 > RESIDUAL_TOLERANCE_NL else RESIDUAL_TOLERANCE_NL
         difference = withdrawn_nl - expected
+        if difference > uncertain:
+            difference -= uncertain
+        elif difference > 0:
+            difference = 0
         mismatch = abs(difference) > tolerance
         reason = self.fill(now, volume_nl, conc_ug_per_ml, bridge)
         if reason is not None:
             return reason
-        self._event("refill", {"expected_nl": expected, "withdrawn_nl": withdrawn_nl,
+        self._event("refill", {"expected_nl": expected, "uncertain_nl": uncertain, "withdrawn_nl": withdrawn_nl,
                                "difference_nl": difference, "tolerance_nl": tolerance, "mismatch": mismatch})
         if mismatch:
             # more left than expected: the pump delivered less than it counted (a leak,

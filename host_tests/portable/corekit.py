@@ -61,7 +61,7 @@ class Bench:
         self.log_records += len(p.take_log())
         s = p.take_state()
         if s is not None:
-            self.states.append(s)
+            self.states.append(bytes(s))  # (the core's buffer is written again next time)
             if len(self.states) > 3:
                 self.states.pop(0)
 

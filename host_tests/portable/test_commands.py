@@ -61,7 +61,7 @@ def test_a_signed_command_runs_once_and_its_counter_is_on_the_flash_before_its_a
 
     def write(data):
         state = h.board.storage.read("state")
-        at_write.append((data, wire.Reader(max_frame=len(state) + 1).feed(state)[1].body["auth_ctr"]))
+        at_write.append((data, wire.Reader(max_frame=len(state) + 1).feed(state)[1].body["auth"]))
         written(data)
     link.write = write
     link.inbox += h.frame("bolus", BOLUS, C)

@@ -23,7 +23,8 @@ PASSES = 200
 def _pump_running(tag, program, fill_nl=40000000, then=None):
     board = Board(scratch_dir(tag), NullLink())
     pump = Pump(app.pump_config(board.config, DAY_MS))
-    pump.cfg.lease_nl = 1000000  # no state file inside the window (1 mL of strokes)
+    pump.cfg.lease_nl = 1000000  # no state file inside the window (leases of 1 mL of strokes)
+    pump.cfg.lease_ms = DAY_MS
     a = app.App(board, pump)
     board.head.reservoir_nl = fill_nl
     a.start()

@@ -2,6 +2,10 @@
 # program, IRQ handler, ADC conversions, watchdog, annunciator and wait do what the HAL
 # contract (docs/hal.md) says. Runs under pytest on CPython and under mp_runner.py on the
 # MicroPython unix port, where it also proves the IRQ paths allocate nothing.
+#
+# mp-heap: 256k
+# (the fake machine and rp2 modules, with a PIO assembler, beside the whole firmware's
+# bytecode, which a Pico keeps in flash when the firmware is frozen into its image)
 import machine
 
 from boards.fsstorage import FsStorage

@@ -11,13 +11,14 @@ HOUR_MS = 3600000
 MIN_MS = 60000
 STROKE_MS = 54000  # 200 ug/day of 500 ug/mL: a 250 nL stroke every 54 s
 WRAP = 1 << 30
+KEEP = 30  # bodies a bench keeps (two benches live at once across a restart)
 START = (1 << 30) - 10000
 BIG_LIMITS = {"max_rate_ng_per_day": 3000000, "max_24h_ng": 5000000, "max_bolus_ng": 1000000}
 PATIENT = {"dose_ng": 25000, "duration_min": 10, "lockout_min": 60, "max_per_24h": 4}
 
 
 def _running(program=BACLOFEN_500, fill_nl=20000000, start=None, clock=(9000, 0), limits=None):
-    b = Bench(make_pump()) if start is None else Bench(make_pump(), start_ticks=start % WRAP)
+    b = Bench(make_pump(), keep=KEEP) if start is None else Bench(make_pump(), start_ticks=start % WRAP, keep=KEEP)
     b.boot()
     p = b.pump
     if limits is not None:
@@ -185,7 +186,9 @@ def test_a_stop_at_any_tick_keeps_sampling_and_logs_its_resume():
     b, p = _stopped_by_occlusion()
     offset = ticks.diff(p.stopped_at, ticks.from_board(b.start_ticks))
     for target in (0, -60000, ticks.HALF - 60000, -ticks.HALF):
-        # the same run again, started so that the stop lands on `target`
+        # the same run again, started so that the stop lands on `target` (one bench at
+        # a time: the unix port's heap is the Pico's, less its flash)
+        b = p = None
         b, p = _stopped_by_occlusion(_landing_start(offset, target))
         assert p.stopped_at == target, (target, p.stopped_at)
         b.advance(10 * MIN_MS)
@@ -222,7 +225,7 @@ def test_event_alarms_restored_at_boot_clear_on_acknowledgement():
     b._collect()
     assert A.STORAGE in _active(p) and A.LIMIT in _active(p)
     stored = b.states[-1]
-    b2 = Bench(make_pump(), start_ticks=b.board_now)
+    b2 = Bench(make_pump(), start_ticks=b.board_now, keep=KEEP)
     b2.boot(stored)
     p2 = b2.pump
     assert A.STORAGE in _active(p2) and A.LIMIT in _active(p2)
@@ -235,7 +238,7 @@ def test_a_restored_high_alarm_does_not_mask_new_ones_once_acknowledged():
     b.advance(10 * STROKE_MS)
     p.storage_failed(b.board_now, "state")
     b._collect()
-    b2 = Bench(make_pump(), start_ticks=b.board_now)
+    b2 = Bench(make_pump(), start_ticks=b.board_now, keep=KEEP)
     b2.boot(b.states[-1])
     p2 = b2.pump
     assert p2.take_annunciation() == A.ANNUNCIATION[A.HIGH]
@@ -341,7 +344,7 @@ def test_a_state_that_cannot_be_restored_raises_a_high_alarm():
     b.advance(10 * STROKE_MS)
     stored = bytearray(b.states[-1])
     stored[40] ^= 0x20  # one flipped bit: the CRC fails
-    b2 = Bench(make_pump(), start_ticks=b.board_now)
+    b2 = Bench(make_pump(), start_ticks=b.board_now, keep=KEEP)
     b2.boot(bytes(stored))
     p2 = b2.pump
     assert p2.state == "idle"
