@@ -102,3 +102,32 @@ def test_a_bridge_runs_without_allocating():
     assert a.pump.bridge is not None
     assert _allocated_over_passes(a, board) == 0
     assert a.pump.bridge is not None  # the window lay inside the bridge
+
+
+def test_a_state_write_allocates_under_2_kb():
+    # a flex week with a patient bolus, a bolus running, alarms active: the counters are
+    # written in place after the therapy frame (pump.record), so a write costs the heap
+    # next to nothing whatever the pump is doing
+    program = {"drug": "baclofen", "conc_ug_per_ml": 500,
+               "profiles": {"wk": [[0, 400000], [420, 800000], [1320, 300000]], "we": [[0, 500000]]},
+               "week": ["wk", "wk", "wk", "wk", "wk", "we", "we"],
+               "patient_bolus": {"dose_ng": 25000, "duration_min": 10, "lockout_min": 60, "max_per_24h": 4}}
+
+    def busy(p, now):
+        return p.set_clock(now, 9000, 0) or p.set_program(now, program) or p.bolus_request(now, 100000, 120)
+    a, board = _pump_running("alloc-state", FAST, fill_nl=1500000, then=busy)
+    p = a.pump
+    assert p.bolus is not None and p.alarms.get("reservoir_low") is not None
+    p._persist()
+    p.take_state()  # the first write after a therapy change encodes the therapy frame
+    worst = 0
+    for _ in range(20):
+        board.wait(a.step())
+        p._persist()
+        before = micropython.mem_total()
+        data = p.take_state()
+        used = micropython.mem_total() - before
+        worst = used if used > worst else worst
+        assert len(data) > 500
+    print("state write: %d bytes, at most %d allocated" % (len(data), worst))
+    assert worst < 2048, worst
