@@ -69,6 +69,8 @@ ACT_FRAMES = const(2)  # take_output() and take_log()
 ACT_STATE = const(4)  # take_state()
 ACT_ANNUNCIATE = const(8)  # take_annunciation()
 
+_held = None  # events of a restore in progress (power_up), else None
+
 _BASAL = const(0)  # in-flight batch kinds
 _BOLUS = const(1)
 _RETRY = const(2)  # (commanded as _BASAL, but never left out by skip_strokes)
@@ -178,12 +180,26 @@ class Engine:
         self.now = ticks.from_board(now)
         self.status_at = self.now
         self.housekeeping_at = ticks.add(self.now, HOUSEKEEPING_MS)
-        restored = self._restore(stored)
+        # what the restore finds (a corrupt state, restored alarms, a bolus it ends or
+        # resumes) is recorded after the power_up record, in the boot it belongs to: its
+        # events wait in _held meanwhile (a module global, not an attribute: one more
+        # would grow every pump's attribute table)
+        global _held
+        _held = []
+        try:
+            restored = self._restore(stored)
+        finally:
+            notes, _held = _held, None
         self.boots += 1
+        c = self.clock
+        # `wall`: the wall clock at power-up (restored: as stored before the power went),
+        # so a reader of the log can place every record of this boot on the wall clock
         self._event("power_up", {"boots": self.boots, "restored": restored,
                                  "watchdog_reset": watchdog_reset,
-                                 "clock": "restored" if self.clock.restored else (
-                                     "set" if self.clock.valid else "not_set")})
+                                 "clock": "restored" if c.restored else ("set" if c.valid else "not_set"),
+                                 "wall": [c.day, c.ms] if c.valid else None})
+        for name, fields in notes:
+            self._event(name, fields)
         if stored and not restored:
             # the program, the reservoir account and the 24 h record are gone: loud, and
             # the pump stays idle until a clinician programs and fills it again
@@ -1042,6 +1058,9 @@ class Engine:
         self.tx_seq = (self.tx_seq + 1) % wire.SEQ_MODULO
 
     def _event(self, name, fields):
+        if _held is not None:  # restoring at power-up: recorded after the power_up record
+            _held.append((name, fields))
+            return
         fields["t"] = "event"
         fields["ev"] = name
         fields["up_day"] = self.up_day

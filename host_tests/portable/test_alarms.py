@@ -276,3 +276,40 @@ def test_a_noisy_sensor_is_a_fault_and_a_climbing_pressure_is_not():
     b.occluded = True  # 200 mbar a stroke, only upward: an occlusion, not noise
     b.advance(5 * STROKE_MS)
     assert A.OCCLUSION in _active(p) and A.SENSOR not in _active(p)
+
+
+def _boot_records(b):
+    # the events of the last boot, from its power_up on, as the log holds them
+    b._collect()
+    events = b.bodies("event")
+    starts = [i for i, e in enumerate(events) if e["ev"] == "power_up"]
+    return events[starts[-1]:] if starts else []
+
+
+def test_a_restart_files_its_restored_alarms_after_its_power_up_record_with_the_wall_clock():
+    # A log reader splits boots at power_up: what the restore found belongs to the new
+    # boot, and the power_up record says where the wall clock stood, so every record of
+    # the boot can be placed on it.
+    b, p = _running()
+    b.battery_mv = 3450
+    b.advance(11 * MIN_MS)
+    assert A.BATTERY_LOW in _active(p)
+    stored = b.states[-1]
+    day, ms = p.clock.day, p.clock.ms
+    b2 = Bench(make_pump())
+    b2.boot(stored)
+    events = b2.bodies("event")
+    assert [e["ev"] for e in events[:2]] == ["power_up", "alarms_restored"], [e["ev"] for e in events]
+    up = events[0]
+    assert up["clock"] == "restored" and up["restored"] is True
+    # restored from the snapshot: at or before the clock when the power went
+    assert up["wall"][0] * DAY_MS + up["wall"][1] <= day * DAY_MS + ms
+    assert [a[0] for a in events[1]["alarms"]] == [A.BATTERY_LOW]
+    assert all((e["up_day"], e["up_ms"]) == (0, 0) for e in events[:2])
+    # a first boot has no wall clock; a corrupt state is reported after power_up too
+    first = Bench(make_pump())
+    first.boot()
+    assert first.bodies("event", "power_up")[0]["wall"] is None
+    bad = Bench(make_pump())
+    bad.boot(b"~1 0 {\"t\":\"therapy\"} 00000000\n")
+    assert [e["ev"] for e in bad.bodies("event")[:2]] == ["power_up", "state_corrupt"]
