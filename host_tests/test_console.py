@@ -49,8 +49,8 @@ def test_units_read_as_a_clinician_reads_them():
     assert dashboard.ml(1199750) == "1.19975 mL"
     assert dashboard.ml(20000000) == "20 mL"
     assert dashboard.ml_per_day(150000) == "0.15 mL/day"
-    assert dashboard.drug(1) == "0.001 ug"
-    assert dashboard.drug(999999) == "999.999 ug"
+    assert dashboard.drug(1) == "0.001 µg"
+    assert dashboard.drug(999999) == "999.999 µg"
     assert dashboard.drug(1000000) == "1 mg"
     assert dashboard.drug(5999875) == "5.999875 mg"
     assert dashboard.sim_time(30, 3723000) == "day 30 01:02:03"
@@ -80,7 +80,7 @@ def _check_summary(text, days):
     assert programmed - 1 <= confirmed <= programmed  # the last stroke may still be turning
     delivered_nl = confirmed * config.STROKE_NL
     delivered_ng = confirmed * NG_PER_STROKE
-    drug = exact(delivered_ng, 3) + " ug" if delivered_ng < 10 ** 6 else exact(delivered_ng, 6) + " mg"
+    drug = exact(delivered_ng, 3) + " µg" if delivered_ng < 10 ** 6 else exact(delivered_ng, 6) + " mg"
     assert "Delivered     %s mL  %s" % (exact(delivered_nl, 6), drug) in text
     assert "Reservoir     %s mL" % exact(20000000 - delivered_nl, 6) in text
 
@@ -137,7 +137,7 @@ def test_status_once_as_json_and_as_text(tmp_path):
     assert status["rate_nl_per_day"] == 400000
     proc = console("status", "--sim", "--program", "baclofen:2000:300", "--flash", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stderr
-    assert "Program         baclofen  2000 ug/mL  300 ug/day" in proc.stdout
+    assert "Program         baclofen  2000 µg/mL  300 µg/day" in proc.stdout
     assert "Rate            0.15 mL/day" in proc.stdout
     assert firmware_processes(str(tmp_path)) == []
 
@@ -211,7 +211,7 @@ def test_live_dashboard_in_a_terminal_moves_and_ctrl_c_restores_it(tmp_path):
         wait_until(lambda: "Program         baclofen" in tmux.screen(), 10, "the dashboard shows the program")
         screen = tmux.screen()
         assert "Simulated Pico on /dev/pts/" in screen
-        assert "Program         baclofen  500 ug/mL  200 ug/day" in screen
+        assert "Program         baclofen  500 µg/mL  200 µg/day" in screen
         assert "Rate            0.4 mL/day" in screen
         assert "  clock  day=" in screen  # the last events: the clock set on first boot
         assert "\x1b" not in screen

@@ -268,15 +268,15 @@ def test_wait_text_rounds_up():
 def test_amounts_are_exact_and_errors_say_what_is_allowed():
     assert commands.parse_amount("12.5", 6, "mL", "v") == 12500000
     assert commands.parse_amount("0.000001", 6, "mL", "v") == 1
-    assert commands.parse_amount("100.3", 3, "ug", "d") == 100300  # not 100299 via a float
-    assert commands.parse_amount(" 7 ", 3, "ug", "d") == 7000
+    assert commands.parse_amount("100.3", 3, "µg", "d") == 100300  # not 100299 via a float
+    assert commands.parse_amount(" 7 ", 3, "µg", "d") == 7000
     with pytest.raises(UserError, match="at most 6 decimals in mL"):
         commands.parse_amount("1.0000001", 6, "mL", "v")
     for bad in ("-1", "abc", "nan", "inf", ""):
         with pytest.raises(UserError):
             commands.parse_amount(bad, 6, "mL", "v")
     with pytest.raises(UserError, match="above 0"):
-        commands.parse_amount("0", 3, "ug", "d", allow_zero=False)
+        commands.parse_amount("0", 3, "µg", "d", allow_zero=False)
     assert commands.tolerance_nl(2000000) == 500000  # 0.5 mL at least
     assert commands.tolerance_nl(12345670) == 1234567  # a tenth above 5 mL
 
@@ -428,16 +428,16 @@ def test_program_diff_reads_in_clinical_units():
                patient_bolus={"dose_ng": 25000, "duration_min": 15, "lockout_min": 180, "max_per_24h": 3})
     lines = commands.program_diff(old, new)
     text = "\n".join(lines)
-    assert "200 ug/day, all day, every day" in text
-    assert "day: 00:00 200 ug/day, 07:00 187.5 ug/day" in text and "end: 09:00 100.3 ug/day" in text
+    assert "200 µg/day, all day, every day" in text
+    assert "day: 00:00 200 µg/day, 07:00 187.5 µg/day" in text and "end: 09:00 100.3 µg/day" in text
     assert "week: Mon day, Tue day, Wed day, Thu day, Fri day, Sat end, Sun end" in text
-    assert "Pump dead volume       0 uL  ->  20 uL" in text
-    assert "Patient bolus          none  ->  25 ug over 15 min, lockout 180 min, at most 3 in 24 h" in text
+    assert "Pump dead volume       0 µL  ->  20 µL" in text
+    assert "Patient bolus          none  ->  25 µg over 15 min, lockout 180 min, at most 3 in 24 h" in text
     assert "Concentration" not in text and "Priming" not in text
     assert commands.program_diff(old, dict(old)) == []
     assert commands.limits_diff(limits(1, 2, 3), limits(1, 2, 3)) == []
     assert commands.limits_diff(limits(700000, 2, 3), limits(800000, 2, 3)) == [
-        "  Max rate               700  ->  800 ug/day"]
+        "  Max rate               700  ->  800 µg/day"]
 
 
 # ---- the log as files ---------------------------------------------------------------------------
@@ -518,9 +518,9 @@ def test_bad_titrations_are_usage_errors_before_any_connection(capsys):
     assert "the pump titrates by -90..+100 %" in err("--percent", "101")
     assert "changes nothing" in err("--percent", "0")
     assert "whole number of percent" in err("--percent", "12.5")
-    assert "at most 3 decimals in ug/day" in err("--dose-ug-per-day", "0.0001")
+    assert "at most 3 decimals in µg/day" in err("--dose-ug-per-day", "0.0001")
     assert "above 0" in err("--dose-ug-per-day", "0")
-    assert "the pump titrates to 1..3000 ug/day" in err("--dose-ug-per-day", "3000.001")
+    assert "the pump titrates to 1..3000 µg/day" in err("--dose-ug-per-day", "3000.001")
     assert "--in-min 8641: expected 0..8640" in err("--percent", "5", "--in-min", "8641")
     assert "--in-min" in err("--percent", "5", "--in-min", "soon")
 
@@ -567,13 +567,13 @@ def test_daily_doses_are_exact_and_shown_before_and_after():
     assert commands.profile_daily_ng([[0, 200000]]) == 200000
     assert commands.profile_daily_ng([[0, 1], [1, 2]]) == Fraction(1 + 2 * 1439, 1440)
     assert commands.titration_lines({"all": [[0, 200000]]}, {"all": [[0, 160000]]}) == [
-        "  Daily dose      200 ug/day  ->  160 ug/day"]
+        "  Daily dose      200 µg/day  ->  160 µg/day"]
     new = commands.titrated_profiles(FLEX, {"daily_ng": 187500, "in_min": 0})
     lines = commands.titration_lines(FLEX["profiles"], new)
-    assert lines[0] == "  day: 460 ug a day  ->  ~187.5 ug a day"  # each step rounded to the ng/day
-    assert lines[1] == "    now  05:00 720 ug/day, 09:00 360 ug/day, 21:00 480 ug/day"
-    assert lines[2] == "    new  05:00 293.478 ug/day, 09:00 146.739 ug/day, 21:00 195.652 ug/day"
-    assert lines[3] == "  end: 400 ug a day  ->  187.5 ug a day"
+    assert lines[0] == "  day: 460 µg a day  ->  ~187.5 µg a day"  # each step rounded to the ng/day
+    assert lines[1] == "    now  05:00 720 µg/day, 09:00 360 µg/day, 21:00 480 µg/day"
+    assert lines[2] == "    new  05:00 293.478 µg/day, 09:00 146.739 µg/day, 21:00 195.652 µg/day"
+    assert lines[3] == "  end: 400 µg a day  ->  187.5 µg a day"
 
 
 def test_what_priming_fills_and_about_how_long_it_takes():
@@ -581,9 +581,9 @@ def test_what_priming_fills_and_about_how_long_it_takes():
     assert commands.line_volume_nl(FLEX, "catheter") == 150000
     assert commands.priming_ms(170000, 600000) == 1020000  # 17 min
     assert commands.priming_ms(1, 600000) == 6  # rounded up
-    assert commands.prime_lines(FLEX, "all") == ["  Pump dead volume       20 uL",
-                                                 "  Catheter dead volume   150 uL",
-                                                 "  To prime               170 uL at 600 uL/h: about 17 min"]
+    assert commands.prime_lines(FLEX, "all") == ["  Pump dead volume       20 µL",
+                                                 "  Catheter dead volume   150 µL",
+                                                 "  To prime               170 µL at 600 µL/h: about 17 min"]
     assert [line.split()[0] for line in commands.prime_lines(FLEX, "catheter")] == ["Catheter", "To"]
 
 
@@ -623,7 +623,7 @@ def test_fill_refuses_a_pump_that_holds_drug_and_points_to_refill():
     e, _, _ = run_cmd(commands.cmd_fill, link, "fill", "--volume-ml", "20", "--conc", "500", "--conc-again",
                       "500", "--yes")
     assert isinstance(e, UserError) and e.status == commands.EXIT_USAGE
-    assert "has been filled already: 1.25 mL of 500 ug/mL" in str(e)
+    assert "has been filled already: 1.25 mL of 500 µg/mL" in str(e)
     assert "python -m tools.console refill" in str(e) and "Nothing was sent" in str(e)
     assert link.sent == []
 
@@ -631,15 +631,15 @@ def test_fill_refuses_a_pump_that_holds_drug_and_points_to_refill():
 def test_fill_checks_the_concentration_twice_and_against_the_program():
     e, _, _ = run_cmd(commands.cmd_fill, FakePump({}, None), "fill", "--volume-ml", "20", "--conc", "500",
                       "--conc-again", "50", "--yes")
-    assert "entered as 500 and as 50 ug/mL: they must agree" in str(e)
+    assert "entered as 500 and as 50 µg/mL: they must agree" in str(e)
     e, out, _ = run_cmd(commands.cmd_fill, FakePump({}, FLEX), "fill", "--volume-ml", "20", "--conc", "500",
                         "--conc-again", "500", "--yes")
-    assert "the pump's program is for 2000 ug/mL and the drug is 500 ug/mL" in str(e)
-    assert "its reservoir is empty (program: baclofen, 2000 ug/mL)" in out
+    assert "the pump's program is for 2000 µg/mL and the drug is 500 µg/mL" in str(e)
+    assert "its reservoir is empty (program: baclofen, 2000 µg/mL)" in out
     # asked when not given; a volume finer than a nL is asked again
     e, _, err = run_cmd(commands.cmd_fill, FakePump({}, None), "fill", stdin="20.0000001\n20\n2000\n2000\nn\n")
     assert isinstance(e, commands.Cancelled)
-    assert "at most 6 decimals in mL" in err and "First fill: 20 mL of 2000 ug/mL (40000 ug of drug). Send?" in err
+    assert "at most 6 decimals in mL" in err and "First fill: 20 mL of 2000 µg/mL (40000 µg of drug). Send?" in err
 
 
 def test_prime_says_what_stands_in_its_way_before_sending():
@@ -650,22 +650,22 @@ def test_prime_says_what_stands_in_its_way_before_sending():
     assert "has no program" in prime({}, None)[0]
     assert "holds no drug to prime with: fill it first" in prime({}, FLEX)[0]
     no_line = dict(FLEX, pump_dead_volume_nl=0, catheter_dead_volume_nl=0)
-    assert "nothing to prime: the program's dead volume is 0 uL" in prime({"conc_ug_per_ml": 2000}, no_line)[0]
+    assert "nothing to prime: the program's dead volume is 0 µL" in prime({"conc_ug_per_ml": 2000}, no_line)[0]
     bolus = {"kind": "clinician", "strokes_confirmed": 3, "strokes_total": 20, "requested_ng": 10000,
              "delivered_ng": 1500}
     text, out = prime({"conc_ug_per_ml": 2000, "bolus": bolus}, FLEX, "--part", "catheter")
     assert "a bolus is running (clinician: 3 of 20 strokes confirmed" in text and "cancel-bolus" in text
-    assert "Priming of pump sim-7 (baclofen, 2000 ug/mL): the catheter" in out
-    assert "150 uL at 600 uL/h: about 15 min" in out
+    assert "Priming of pump sim-7 (baclofen, 2000 µg/mL): the catheter" in out
+    assert "150 µL at 600 µL/h: about 15 min" in out
 
 
 def test_titrate_shows_the_doses_then_sends_nothing_when_the_answer_is_no():
     link = FakePump({"conc_ug_per_ml": 2000, "titration_in_ms": 3600000, "paused": True}, FLEX)
     e, out, err = run_cmd(commands.cmd_titrate, link, "titrate", "--percent", "-20", "--in-min", "30", stdin="n\n")
     assert isinstance(e, commands.Cancelled) and link.sent == []
-    assert "Titration of pump sim-7 (baclofen, 2000 ug/mL): -20 % on every step, in 30 min" in out
-    assert "  day: 460 ug a day  ->  368 ug a day" in out
-    assert "    new  05:00 576 ug/day, 09:00 288 ug/day, 21:00 384 ug/day" in out
+    assert "Titration of pump sim-7 (baclofen, 2000 µg/mL): -20 % on every step, in 30 min" in out
+    assert "  day: 460 µg a day  ->  368 µg a day" in out
+    assert "    new  05:00 576 µg/day, 09:00 288 µg/day, 21:00 384 µg/day" in out
     assert "It replaces the titration due in 1 h" in out and "The pump is paused" in out
     assert "Titrate? [y/N]" in err
     e, _, _ = run_cmd(commands.cmd_titrate, FakePump({}, None), "titrate", "--percent", "5", "--yes")

@@ -120,14 +120,14 @@ def test_program_from_a_file_shows_the_difference_and_sends_it(clinic, capsys, m
     rc, out, err = clinic.run(capsys, monkeypatch, "program", path, stdin="n\n")
     assert rc == 4 and "Cancelled: nothing was sent" in err
     assert "checked for the simulated Pico's pump head" in out  # its device id says so
-    assert "300 ug/day, all day, every day" in out and "600 ug/day, all day, every day" in out
-    assert "Patient bolus          none  ->  25 ug over 15 min, lockout 180 min, at most 3 in 24 h" in out
-    assert "Max in any 24 h        2500  ->  700 ug" in out
+    assert "300 µg/day, all day, every day" in out and "600 µg/day, all day, every day" in out
+    assert "Patient bolus          none  ->  25 µg over 15 min, lockout 180 min, at most 3 in 24 h" in out
+    assert "Max in any 24 h        2500  ->  700 µg" in out
     assert clinic.settings()["limits"]["max_24h_ng"] == 2500000
     # answered yes: the program first, then the tighter limits
     rc, out, err = clinic.run(capsys, monkeypatch, "program", path, "--board", "sim", stdin="y\n")
     assert rc == 0, err
-    assert out.index("Program set: baclofen 2000 ug/mL") < out.index("Limits set: max rate 700 ug/day")
+    assert out.index("Program set: baclofen 2000 µg/mL") < out.index("Limits set: max rate 700 µg/day")
     settings = clinic.settings()
     assert settings["program"]["profiles"] == {"continuous": [[0, 600000]]} or \
         list(settings["program"]["profiles"].values()) == [[[0, 600000]]]
@@ -143,9 +143,9 @@ def test_clinician_bolus_runs_to_its_end_and_an_oversized_one_is_refused(clinic,
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--dose-ug", "10", "--minutes", "30",
                               "--wait", "--yes")
     assert rc == 0, err
-    assert "Clinician bolus started: 10 ug over 30 min, 20 strokes" in out  # 0.5 ug a stroke
+    assert "Clinician bolus started: 10 µg over 30 min, 20 strokes" in out  # 0.5 ug a stroke
     assert "Waiting for the bolus to end" in err and "bolus: clinician" in err
-    assert "Bolus ended (done): 10 ug delivered, 20 of 20 strokes confirmed" in out
+    assert "Bolus ended (done): 10 µg delivered, 20 of 20 strokes confirmed" in out
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--dose-ug", "60", "--minutes", "30", "--yes",
                               "--json")
     assert rc == 3
@@ -157,7 +157,7 @@ def test_clinician_bolus_runs_to_its_end_and_an_oversized_one_is_refused(clinic,
 def test_patient_bolus_lockout_and_the_patient_key_on_a_clinician_command(clinic, capsys, monkeypatch, tmp_path):
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--patient", "--yes")
     assert rc == 0, err
-    assert "Patient bolus started: 25 ug over 15 min, 50 strokes" in out
+    assert "Patient bolus started: 25 µg over 15 min, 50 strokes" in out
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--patient", "--yes")
     assert rc == 3
     assert "the pump refused `patient_bolus`: lockout" in err
@@ -204,8 +204,8 @@ def test_refill_asks_for_every_value_when_not_given(clinic, capsys, monkeypatch)
     answers = "\n".join(["twenty", "19.95", "20", "2000", "2000", "y"]) + "\n"
     rc, out, err = clinic.run(capsys, monkeypatch, "refill", "--json", stdin=answers)
     assert rc == 0, err
-    for prompt in ("Volume withdrawn (mL): ", "New fill volume (mL): ", "Concentration of the new drug (ug/mL): ",
-                   "Concentration again, read from the label (ug/mL): ", "Send? [y/N]"):
+    for prompt in ("Volume withdrawn (mL): ", "New fill volume (mL): ", "Concentration of the new drug (µg/mL): ",
+                   "Concentration again, read from the label (µg/mL): ", "Send? [y/N]"):
         assert prompt in err
     assert "withdrawn volume 'twenty': expected a number of mL" in err  # asked again
     body = json.loads(out)
@@ -427,7 +427,7 @@ def test_fill_fills_an_empty_pump_once_then_points_to_refill(implant, capsys, mo
     rc, out, err = implant.run(capsys, monkeypatch, "fill", "--json", stdin="18.5\n500\n500\ny\n")
     assert rc == 0, err
     assert "First fill of pump sim-8: its reservoir is empty (no program yet)." in err
-    assert "First fill: 18.5 mL of 500 ug/mL (9250 ug of drug). Send? [y/N]" in err
+    assert "First fill: 18.5 mL of 500 µg/mL (9250 µg of drug). Send? [y/N]" in err
     body = json.loads(out)
     assert body["args"] == {"volume_nl": 18500000, "conc_ug_per_ml": 500}
     assert body["fill"]["volume_nl"] == 18500000 and "bridge_nl" not in body["fill"]
@@ -436,7 +436,7 @@ def test_fill_fills_an_empty_pump_once_then_points_to_refill(implant, capsys, mo
     # a second fill: the console sends nothing and names the refill
     rc, out, err = implant.run(capsys, monkeypatch, "fill", "--volume-ml", "20", "--conc", "500",
                                "--conc-again", "500", "--yes", "--json")
-    assert rc == 2 and "has been filled already: 18.5 mL of 500 ug/mL" in err
+    assert rc == 2 and "has been filled already: 18.5 mL of 500 µg/mL" in err
     assert "python -m tools.console refill" in err and json.loads(out)["ok"] is False
     assert implant.status()["reservoir_nl"] == 18500000
 
@@ -447,10 +447,10 @@ def test_prime_shows_the_line_and_follows_the_priming_bolus(implant, capsys, mon
     assert rc == 0, err
     rc, out, err = implant.run(capsys, monkeypatch, "prime", "--wait", "--yes")
     assert rc == 0, err
-    assert "Priming of pump sim-8 (baclofen, 500 ug/mL): the pump's tubing and the catheter" in out
-    assert "  Pump dead volume       20 uL\n  Catheter dead volume   150 uL\n" in out
-    assert "  To prime               170 uL at 600 uL/h: about 17 min" in out
-    assert "Priming started: 170 uL, 680 strokes over 17 min" in out  # 250 nL a stroke
+    assert "Priming of pump sim-8 (baclofen, 500 µg/mL): the pump's tubing and the catheter" in out
+    assert "  Pump dead volume       20 µL\n  Catheter dead volume   150 µL\n" in out
+    assert "  To prime               170 µL at 600 µL/h: about 17 min" in out
+    assert "Priming started: 170 µL, 680 strokes over 17 min" in out  # 250 nL a stroke
     assert "Waiting for the priming to end" in err and "priming: prime: " in err
     assert "Priming ended (done): 680 of 680 strokes confirmed" in out
     with implant.link() as link:
@@ -465,8 +465,8 @@ def test_titrate_shows_the_doses_and_takes_effect_at_its_time(implant, capsys, m
     rc, out, err = implant.run(capsys, monkeypatch, "titrate", "--percent", "-20", "--in-min", "60", "--yes",
                                "--json")
     assert rc == 0, err
-    assert "Titration of pump sim-8 (baclofen, 500 ug/mL): -20 % on every step, in 1 h" in err
-    assert "  Daily dose      200 ug/day  ->  160 ug/day" in err
+    assert "Titration of pump sim-8 (baclofen, 500 µg/mL): -20 % on every step, in 1 h" in err
+    assert "  Daily dose      200 µg/day  ->  160 µg/day" in err
     assert "Titration programmed: it takes effect in 1 h." in err
     body = json.loads(out)
     assert body["args"] == {"percent": -20, "in_min": 60}

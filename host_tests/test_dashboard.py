@@ -65,14 +65,14 @@ def test_nice_top_rounds_the_scale_up():
 def test_chart_of_a_stop_shows_the_missing_dose():
     h = twelve_hours_with_a_stop()
     assert d.dose_chart(h, 40, 3) == [
-        "Dose per 1 h, ug/day:  █ delivered  ─ pr",
+        "Dose per 1 h, µg/day:  █ delivered  ─ pr",
         "   300 ┤█████───████",
         "       │█████   ████",
         "     0 ┤█████   ████",
         "        12 h ago now",
     ]
     assert d.dose_chart(h, 80, 2, ascii=True) == [
-        "Dose per 1 h, ug/day:  # delivered  - programmed basal",
+        "Dose per 1 h, µg/day:  # delivered  - programmed basal",
         "   300 |#####---####",
         "     0 |#####   ####",
         "        12 h ago now",
@@ -155,14 +155,14 @@ def test_alarms_in_the_plain_line_and_the_status_rows():
     assert d.plain_line(status(0)).endswith("unconfirmed")  # no alarms, nothing added
     rows = dict((label, text) for label, text in d.status_fields(s) if label)
     assert rows["Pump"] == "stopped (occlusion)"
-    assert rows["Rate"] == "0 mL/day  0 ug/day"
+    assert rows["Rate"] == "0 mL/day  0 µg/day"
     assert rows["Reservoir"] == "19.91675 mL  9.958375 mg  (not delivering)"
     assert rows["Days left"] == "to low 44 days, to empty 49 days (worst case)"
     assert rows["Sensors"] == "pressure 23 mbar (+4 over baseline)  battery 4.803 V"
     assert rows["Alarms"].startswith("!!! occlusion")
     running = dict(d.status_fields(status(HOUR, strokes=67, days_to_low=-1, days_to_empty=1,
                                           battery_mv=0)))
-    assert running["Rate"] == "0.4 mL/day  200 ug/day"
+    assert running["Rate"] == "0.4 mL/day  200 µg/day"
     assert running["Reservoir"] == "19.98325 mL  9.991625 mg  49.9 days left at this rate"
     assert running["Days left"] == "to low over 999 days, to empty 1 day (worst case)"
     assert running["Sensors"] == "pressure 23 mbar (+4 over baseline)  battery not read yet"
@@ -197,11 +197,11 @@ def test_screen_fits_the_terminal_events_first_then_the_chart():
     lines = dash.lines(HEALTH, 100, 30)
     assert len(lines) == 30
     assert lines[0] == "Simulated Pico on /dev/pts/9"
-    assert "Rate            0.6 mL/day  300 ug/day" in lines
+    assert "Rate            0.6 mL/day  300 µg/day" in lines
     assert lines[-9:] == ["", "Last events"] + ["  day 0 00:00:00  e%d" % k for k in (4, 3, 2, 1, 0)] + \
         ["", "q or Ctrl-C: quit"]
     chart = lines[lines.index("Last events") - 7:lines.index("Last events") - 1]
-    assert chart[0].startswith("Dose per 1 h, ug/day:  █ delivered  ─ programmed basal")
+    assert chart[0].startswith("Dose per 1 h, µg/day:  █ delivered  ─ programmed basal")
     assert chart[1].startswith("   300 ┤") and chart[4].startswith("     0 ┤") and len(chart) == 6
     # 24 rows: no room for a chart next to the events (one row stays free)
     lines = dash.lines(HEALTH, 80, 24)
@@ -293,9 +293,9 @@ def test_painter_draws_styles_as_curses_attributes():
 
 def test_the_program_row_shows_a_dose_only_while_one_runs():
     running = status(0, drug="baclofen", conc_ug_per_ml=500, dose_ug_per_day=200)
-    assert d.program(running) == "baclofen  500 ug/mL  200 ug/day"
+    assert d.program(running) == "baclofen  500 µg/mL  200 µg/day"
     stopped = status(0, state="stopped", drug="baclofen", conc_ug_per_ml=500, dose_ug_per_day=0)
-    assert d.program(stopped) == "baclofen  500 ug/mL"
+    assert d.program(stopped) == "baclofen  500 µg/mL"
     empty = status(0, state="idle", drug="baclofen", conc_ug_per_ml=0, dose_ug_per_day=0)
     assert d.program(empty) == "baclofen  (the reservoir was never filled)"
     assert d.program(status(0, drug=None)) == "none"

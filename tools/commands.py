@@ -34,12 +34,19 @@ EXIT_REFUSED = 3  # the pump refused the command or did not authenticate it
 EXIT_CANCELLED = 4  # the user said no at a confirmation
 
 CLINICIAN, PATIENT = ROLES
+DAY_MS = 86400000
+# A change of the daily dose beyond this asks for the new dose to be typed, as the
+# programmers of implanted pumps ask for a value to be entered again; a doubling or a
+# halving is beyond it whatever the setting. Baclofen's usual intrathecal maintenance
+# range (Lioresal Intrathecal labelling; Saulino et al. 2016): outside it, the same.
+LARGE_CHANGE_PERCENT = 20
+USUAL_DAILY_NG = {"baclofen": (20000, 1000000)}
 CLOCK_EPOCH = datetime.date(2000, 1, 1)
 RESIDUAL_TOLERANCE_NL = 500000  # docs/alarms.md: max(0.5 mL, a tenth of the expected)
 EVENT_WAIT_S = 2.0  # after a result, how long to wait for the events it announces
-LIMIT_FIELDS = (("max_rate_ng_per_day", "Max rate", "ug/day"),
-                ("max_24h_ng", "Max in any 24 h", "ug"),
-                ("max_bolus_ng", "Max bolus", "ug"))
+LIMIT_FIELDS = (("max_rate_ng_per_day", "Max rate", "µg/day"),
+                ("max_24h_ng", "Max in any 24 h", "µg"),
+                ("max_bolus_ng", "Max bolus", "µg"))
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -263,29 +270,8 @@ def alarm_text(alarm: Any) -> str:
 
 
 def status_extra(status: dict[str, Any]) -> list[tuple[str, str]]:
-    # Rows `status` adds to the dashboard's: alarms, days left, bolus, clock.
+    # Rows `status` adds to the dashboard's: a lockout of authenticated commands.
     rows: list[tuple[str, str]] = []
-    alarms = status.get("alarms")
-    if alarms is not None:
-        shown = ", ".join(alarm_text(a) for a in alarms) or "none"
-        if alarms and status.get("silenced"):
-            shown += "  (sound silenced)"
-        rows.append(("Alarms", shown))
-    if "days_to_empty" in status:
-        def days(n: Any) -> str:
-            return "over 999 days" if n == -1 else "%s days" % n
-        rows.append(("Days left", "%s to empty, %s to the low level (worst case)" % (
-            days(status.get("days_to_empty")), days(status.get("days_to_low")))))
-    bolus = status.get("bolus")
-    if bolus:
-        rows.append(("Bolus", bolus_text(bolus)))
-    if "clock" in status:
-        text = clock_text(status["clock"])
-        if status.get("clock_restored"):
-            text += "  (restored after a restart: time without power is missing)"
-        rows.append(("Clock", text))
-    if status.get("paused"):
-        rows.append(("Paused", "yes: the keep-open rate runs"))
     auth = status.get("auth")
     if isinstance(auth, dict) and auth.get("locked_ms"):
         rows.append(("Auth", "locked out for %s after %s failures" % (wait_text(auth["locked_ms"]),
@@ -293,10 +279,15 @@ def status_extra(status: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def bolus_text(b: dict[str, Any]) -> str:
+def bolus_text(b: dict[str, Any], status: dict[str, Any] | None = None) -> str:
+    # A running bolus as a person follows it; a bridge has no strokes of its own (the
+    # basal gives the old drug at its strength): what is left of it, and about how long.
+    if b.get("kind") == "bridge":
+        from tools.dashboard import bolus_row
+        return bolus_row(dict(status or {}, bolus=b)) or "bridge"
     text = "%s: %s of %s strokes confirmed" % (b.get("kind"), b.get("strokes_confirmed"), b.get("strokes_total"))
     if b.get("requested_ng"):
-        text += ", %s of %s ug" % (ug(b.get("delivered_ng") or 0), ug(b["requested_ng"]))
+        text += ", %s of %s µg" % (ug(b.get("delivered_ng") or 0), ug(b["requested_ng"]))
     return text
 
 
@@ -348,7 +339,7 @@ def load_program_file(path: str, board: str) -> Any:
 
 
 def profile_text(steps: list[Any]) -> str:
-    return ", ".join("%s %s ug/day" % (hhmm(m), ug(dose)) for m, dose in steps)
+    return ", ".join("%s %s µg/day" % (hhmm(m), ug(dose)) for m, dose in steps)
 
 
 def schedule_lines(program: dict[str, Any]) -> list[str]:
@@ -357,7 +348,7 @@ def schedule_lines(program: dict[str, Any]) -> list[str]:
     if len(profiles) == 1:
         (name, steps), = profiles.items()
         if len(steps) == 1:
-            return ["%s ug/day, all day, every day" % ug(steps[0][1])]
+            return ["%s µg/day, all day, every day" % ug(steps[0][1])]
         return ["every day: " + profile_text(steps)]
     lines = ["%s: %s" % (name, profile_text(steps)) for name, steps in sorted(profiles.items())]
     if week:
@@ -368,17 +359,17 @@ def schedule_lines(program: dict[str, Any]) -> list[str]:
 def patient_text(pb: Any) -> str:
     if not pb:
         return "none"
-    return "%s ug over %d min, lockout %d min, at most %d in 24 h" % (
+    return "%s µg over %d min, lockout %d min, at most %d in 24 h" % (
         ug(pb["dose_ng"]), pb["duration_min"], pb["lockout_min"], pb["max_per_24h"])
 
 
 _PROGRAM_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("drug", "Drug", str),
-    ("conc_ug_per_ml", "Concentration", lambda v: "%s ug/mL" % v),
-    ("pump_dead_volume_nl", "Pump dead volume", lambda v: "%s uL" % ul(v)),
-    ("catheter_dead_volume_nl", "Catheter dead volume", lambda v: "%s uL" % ul(v)),
-    ("priming_nl_per_hour", "Priming rate", lambda v: "%s uL/h" % ul(v)),
-    ("keep_open_nl_per_day", "Keep-open rate", lambda v: "%s uL/day" % ul(v)),
+    ("conc_ug_per_ml", "Concentration", lambda v: "%s µg/mL" % v),
+    ("pump_dead_volume_nl", "Pump dead volume", lambda v: "%s µL" % ul(v)),
+    ("catheter_dead_volume_nl", "Catheter dead volume", lambda v: "%s µL" % ul(v)),
+    ("priming_nl_per_hour", "Priming rate", lambda v: "%s µL/h" % ul(v)),
+    ("keep_open_nl_per_day", "Keep-open rate", lambda v: "%s µL/day" % ul(v)),
     ("patient_bolus", "Patient bolus", patient_text),
 )
 
@@ -452,6 +443,80 @@ def board_of(dev: str | None) -> str:
     return "sim" if (dev or "").startswith("sim-") else "pico"
 
 
+def _ratio_text(old: Any, new: Any) -> str:
+    # "x5.2, +420 %" (rounded toward no change, so a change is never shown larger)
+    from fractions import Fraction
+    r = Fraction(new) / Fraction(old)
+    pct = (r - 1) * 100
+    pct_int = int(pct) if pct >= 0 else -int(-pct)
+    return "x%s, %+d %%" % (("%.2f" % (int(r * 100) / 100)).rstrip("0").rstrip("."), pct_int)
+
+
+def dose_change_findings(old_program: dict[str, Any] | None, new_program: dict[str, Any]) -> tuple[list[str], Any]:
+    """What makes a change of program ask for a second, typed confirmation: a relative
+    change of any weekday's daily dose beyond LARGE_CHANGE_PERCENT (always a doubling or a
+    halving), or a daily dose outside the drug's usual range. Returns (the reasons, the
+    new daily dose (ng) to type: that of the day that changes most)."""
+    from tools import clinical
+    new = clinical.weekday_daily_ng(new_program)
+    reasons: list[str] = []
+    pick = max(new)
+    if old_program:
+        old = clinical.weekday_daily_ng(old_program)
+        worst = None
+        for d in range(7):
+            if not old[d]:
+                continue
+            change = abs(new[d] - old[d]) / old[d]
+            if worst is None or change > worst[0]:
+                worst = (change, d)
+        if worst is not None:
+            change, d = worst
+            large = change * 100 > LARGE_CHANGE_PERCENT or new[d] >= 2 * old[d] or 2 * new[d] <= old[d]
+            if large:
+                days = "" if len(set(old)) == 1 and len(set(new)) == 1 else " on %s" % WEEKDAY_NAMES[d]
+                reasons.append("the daily dose%s changes from %s to %s µg/day (%s), more than %d %%" % (
+                    days, ug(old[d]), ug(new[d]), _ratio_text(old[d], new[d]), LARGE_CHANGE_PERCENT))
+                pick = new[d]
+    usual = USUAL_DAILY_NG.get(str(new_program.get("drug") or "").lower())
+    if usual:
+        lo, hi = usual
+        out_of = [x for x in new if not lo <= x <= hi]
+        if out_of:
+            x = max(out_of) if max(out_of) > hi else min(out_of)
+            reasons.append("%s µg/day is outside the usual range of intrathecal %s, %s-%s µg/day" % (
+                ug(x), new_program.get("drug"), ug(lo), ug(hi)))
+            if not reasons[:-1]:
+                pick = x
+    return reasons, pick
+
+
+def confirm_dose_change(ui: Ui, opts: argparse.Namespace, old_program: dict[str, Any] | None,
+                        new_program: dict[str, Any]) -> None:
+    # The second confirmation of a large change: the new daily dose typed again (or
+    # given with --confirm-daily-dose). Cancelled (nothing sent) when it does not match.
+    from fractions import Fraction
+    reasons, dose = dose_change_findings(old_program, new_program)
+    if not reasons:
+        return
+    for r in reasons:
+        ui.say("CAUTION: " + r + ".")
+    given = getattr(opts, "confirm_daily_dose", None)
+    if given is None and ui.yes:
+        raise UserError("a large change of the daily dose is not sent on --yes alone: confirm it with "
+                        "--confirm-daily-dose %s (the new daily dose, µg/day). Nothing was sent" % ug(dose).lstrip("~"))
+    if given is None:
+        given = ui.ask("Type the new daily dose in µg/day to confirm this change: ", "--confirm-daily-dose")
+    try:
+        typed = parse_amount(given, 3, "µg/day", "the daily dose typed", allow_zero=False)
+    except UserError as e:
+        ui.note(str(e))
+        raise Cancelled() from None
+    if abs(Fraction(typed) - Fraction(dose)) >= 1:
+        ui.note("%s µg/day is not the new daily dose (%s µg/day)." % (ug(typed), ug(dose).lstrip("~")))
+        raise Cancelled()
+
+
 def cmd_program(opts: argparse.Namespace, link: Link, ui: Ui, pf: Any = None) -> int:
     if pf is None:
         link.hello(opts.timeout)
@@ -484,12 +549,12 @@ def cmd_program(opts: argparse.Namespace, link: Link, ui: Ui, pf: Any = None) ->
         for line in ldiff:
             ui.say(line)
     for a in actions:
-        ui.say("Then a clinician bolus of %s ug over %d min (the file's [clinician_bolus])" % (
+        ui.say("Then a clinician bolus of %s µg over %d min (the file's [clinician_bolus])" % (
             ug(a["dose_ng"]), a["duration_min"]))
     # What the pump would refuse half-way: say it now, before anything is sent.
     conc = status.get("conc_ug_per_ml") or 0
     if program_changed and conc and conc != new_program["conc_ug_per_ml"]:
-        raise UserError("the reservoir holds %d ug/mL and the program is for %d ug/mL: refill with the new "
+        raise UserError("the reservoir holds %d µg/mL and the program is for %d µg/mL: refill with the new "
                         "concentration first (console refill ... --bridge). Nothing was sent"
                         % (conc, new_program["conc_ug_per_ml"]))
     flex = sum(len(s) for s in new_program["profiles"].values()) > 1 or len(set(new_program["week"])) > 1
@@ -497,6 +562,8 @@ def cmd_program(opts: argparse.Namespace, link: Link, ui: Ui, pf: Any = None) ->
         raise UserError("a flex schedule needs the pump's clock: set it first (console clock set now). "
                         "Nothing was sent")
     ui.confirm("Send this to the pump?")
+    if program_changed:
+        confirm_dose_change(ui, opts, old_program, new_program)
     steps = program_plan(old_program, old_limits, pf.program, pf.limits, program_changed)
     steps += [("bolus", {"dose_ng": a["dose_ng"], "duration_min": a["duration_min"]}) for a in actions]
     sent: list[dict[str, Any]] = []
@@ -514,10 +581,10 @@ def cmd_program(opts: argparse.Namespace, link: Link, ui: Ui, pf: Any = None) ->
             ui.say("Limits set: " + ", ".join("%s %s %s" % (label.lower(), ug(args[k]), unit)
                                               for k, label, unit in LIMIT_FIELDS))
         elif cmd == "program":
-            ui.say("Program set: %s %d ug/mL" % (new_program["drug"], new_program["conc_ug_per_ml"]))
+            ui.say("Program set: %s %d µg/mL" % (new_program["drug"], new_program["conc_ug_per_ml"]))
         else:
             start = find(events, "bolus_start")
-            ui.say("Clinician bolus started: %s ug over %d min%s" % (
+            ui.say("Clinician bolus started: %s µg over %d min%s" % (
                 ug(args["dose_ng"]), args["duration_min"],
                 " (%d strokes)" % start["strokes"] if start and "strokes" in start else ""))
     ui.emit({"ok": True, "cmd": "program", "changed": True, "sent": sent})
@@ -531,21 +598,21 @@ def cmd_bolus(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
         cmd, args, role = "patient_bolus", {}, PATIENT
         ui.confirm("Ask the pump for the patient bolus the program allows?")
     else:
-        dose_ng = parse_amount(opts.dose_ug, 3, "ug", "--dose-ug", allow_zero=False)
+        dose_ng = parse_amount(opts.dose_ug, 3, "µg", "--dose-ug", allow_zero=False)
         minutes = opts.minutes
         cmd, args, role = "bolus", {"dose_ng": dose_ng, "duration_min": minutes}, CLINICIAN
-        ui.confirm("Give a clinician bolus of %s ug over %d min?" % (ug(dose_ng), minutes))
+        ui.confirm("Give a clinician bolus of %s µg over %d min?" % (ug(dose_ng), minutes))
     reply = link.command(cmd, args, role, opts.timeout)
     events = command_events(link, reply, "bolus_start")
     start = find(events, "bolus_start") or {}
     requested = start.get("requested_ng", args.get("dose_ng"))
     what = "Patient bolus" if opts.patient else "Clinician bolus"
-    ui.say("%s started: %s ug over %s min, %s strokes" % (
+    ui.say("%s started: %s µg over %s min, %s strokes" % (
         what, ug(requested) if requested is not None else "?", start.get("duration_min", args.get("duration_min")),
         start.get("strokes", "?")))
     end = follow_bolus(link, ui, opts.timeout) if opts.wait else None
     if end is not None:
-        ui.say("Bolus ended (%s): %s ug delivered, %s of %s strokes confirmed" % (
+        ui.say("Bolus ended (%s): %s µg delivered, %s of %s strokes confirmed" % (
             end.get("end"), ug(end.get("delivered_ng") or 0), end.get("strokes_confirmed"), end.get("strokes_total")))
     ui.emit({"ok": True, "cmd": cmd, "result": reply.result, "bolus_start": start, "bolus_end": end})
     return EXIT_OK
@@ -619,7 +686,7 @@ def ask_fill(ui: Ui, opts: argparse.Namespace, volume_prompt: str, conc_prompt: 
     volume = ask_value(ui, opts.volume_ml, volume_prompt, "--volume-ml",
                        lambda t: parse_amount(t, 6, "mL", "fill volume", allow_zero=False))
     conc = ask_value(ui, opts.conc, conc_prompt, "--conc", lambda t: parse_whole(t, "concentration", 1, 1000000))
-    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (ug/mL): ",
+    conc_again = ask_value(ui, opts.conc_again, "Concentration again, read from the label (µg/mL): ",
                            "--conc-again", lambda t: parse_whole(t, "concentration", 1, 1000000))
     return volume, conc, conc_again
 
@@ -630,12 +697,19 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     old_conc = status.get("conc_ug_per_ml") or 0
     tol = tolerance_nl(expected)
     ui.say("Refill of pump %s (%s%s)" % (link.dev, status.get("drug") or "no drug",
-                                         ", %d ug/mL" % old_conc if old_conc else ""))
+                                         ", %d µg/mL" % old_conc if old_conc else ""))
     ui.say("The pump expects %s left in the reservoir. Withdraw the residual completely and measure it;"
            % ml(expected))
     ui.say("a difference of more than %s from that is flagged (refill_residual)." % ml(tol))
     withdrawn = ask_value(ui, opts.withdrawn_ml, "Volume withdrawn (mL): ", "--withdrawn-ml",
                           lambda t: parse_amount(t, 6, "mL", "withdrawn volume"))
+    # The pump compares with its count when it applies the refill, and it has pumped on
+    # while the residual was withdrawn: compare with its count now.
+    fresh = link.status(opts.timeout).get("reservoir_nl", expected)
+    if fresh != expected:
+        ui.say("The pump has delivered %s since: it now expects %s." % (ml(expected - fresh), ml(fresh)))
+        expected = fresh
+        tol = tolerance_nl(expected)
     diff = withdrawn - expected
     if abs(diff) > tol:
         ui.say("Withdrawn %s, expected %s: a difference of %s, beyond the tolerance of %s." % (
@@ -646,13 +720,13 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     else:
         ui.say("Withdrawn %s, expected %s: difference %s, within %s." % (
             ml(withdrawn), ml(expected), signed_ml(diff), ml(tol)))
-    volume, conc, conc_again = ask_fill(ui, opts, "New fill volume (mL): ", "Concentration of the new drug (ug/mL): ")
+    volume, conc, conc_again = ask_fill(ui, opts, "New fill volume (mL): ", "Concentration of the new drug (µg/mL): ")
     if conc != conc_again:
-        ui.note("The two concentrations differ (%d and %d ug/mL): the pump will refuse the refill." % (
+        ui.note("The two concentrations differ (%d and %d µg/mL): the pump will refuse the refill." % (
             conc, conc_again))
     bridge = opts.bridge
     if old_conc and conc != old_conc and bridge is None:
-        ui.say("The concentration changes from %d to %d ug/mL: the old drug still in the line must be "
+        ui.say("The concentration changes from %d to %d µg/mL: the old drug still in the line must be "
                "given at its own strength (a bridge)." % (old_conc, conc))
         if ui.yes:
             raise UserError("a change of concentration needs --bridge (or --no-bridge to let the pump refuse it)")
@@ -662,14 +736,16 @@ def cmd_refill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
                             "conc_again": conc_again}
     if bridge is not None:
         args["bridge"] = bool(bridge)
-    ui.confirm("Refill: %s withdrawn, new fill %s at %d ug/mL%s. Send?" % (
+    ui.confirm("Refill: %s withdrawn, new fill %s at %d µg/mL%s. Send?" % (
         ml(withdrawn), ml(volume), conc, " with a bridge" if bridge else ""))
+    expected = link.status(opts.timeout).get("reservoir_nl", expected)  # at the moment of sending
+    diff = withdrawn - expected
     reply = link.command("refill", args, CLINICIAN, opts.timeout)
     events = command_events(link, reply, "refill")
     refill = find(events, "refill") or {}
     fill = find(events, "fill") or {}
     mismatch = bool(refill.get("mismatch"))
-    ui.say("Refilled: %s at %d ug/mL%s." % (ml(volume), conc,
+    ui.say("Refilled: %s at %d µg/mL%s." % (ml(volume), conc,
                                               ", bridge of %s" % ml(fill["bridge_nl"]) if fill.get("bridge_nl") else ""))
     if refill:
         ui.say("Residual: withdrawn %s, expected %s, difference %s, tolerance %s." % (
@@ -700,34 +776,34 @@ def cmd_fill(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     status = link.status(opts.timeout)
     held = status.get("conc_ug_per_ml") or 0
     if held:
-        raise UserError("pump %s has been filled already: %s of %d ug/mL left in its reservoir. `fill` is the "
+        raise UserError("pump %s has been filled already: %s of %d µg/mL left in its reservoir. `fill` is the "
                         "first fill of an empty pump; to replace its drug, withdraw the residual and use "
                         "`python -m tools.console refill` (it checks what you withdraw against the pump's "
                         "account). Nothing was sent" % (link.dev, ml(status.get("reservoir_nl") or 0), held))
     program = link.settings(opts.timeout).get("program")
     ui.say("First fill of pump %s: its reservoir is empty (%s)." % (
-        link.dev, "program: %s, %d ug/mL" % (program.get("drug"), program.get("conc_ug_per_ml"))
+        link.dev, "program: %s, %d µg/mL" % (program.get("drug"), program.get("conc_ug_per_ml"))
         if program else "no program yet"))
-    volume, conc, conc_again = ask_fill(ui, opts, "Fill volume (mL): ", "Concentration of the drug (ug/mL): ")
+    volume, conc, conc_again = ask_fill(ui, opts, "Fill volume (mL): ", "Concentration of the drug (µg/mL): ")
     if conc != conc_again:
-        raise UserError("the concentration was entered as %d and as %d ug/mL: they must agree; read the label "
+        raise UserError("the concentration was entered as %d and as %d µg/mL: they must agree; read the label "
                         "again. Nothing was sent" % (conc, conc_again))
     if program and program.get("conc_ug_per_ml") != conc:
-        raise UserError("the pump's program is for %s ug/mL and the drug is %d ug/mL: fill with the program's "
+        raise UserError("the pump's program is for %s µg/mL and the drug is %d µg/mL: fill with the program's "
                         "concentration, or program the pump for this one first (console program FILE). Nothing "
                         "was sent" % (program.get("conc_ug_per_ml"), conc))
     args = {"volume_nl": volume, "conc_ug_per_ml": conc}
     # nL x ug/mL = 1e-6 ug: the drug in the reservoir, exactly, in ng
-    ui.confirm("First fill: %s of %d ug/mL (%s ug of drug). Send?" % (ml(volume), conc,
+    ui.confirm("First fill: %s of %d µg/mL (%s µg of drug). Send?" % (ml(volume), conc,
                                                                      ug(Fraction(volume * conc, 1000))))
     reply = link.command("fill", args, CLINICIAN, opts.timeout)
     fill = find(command_events(link, reply, "fill"), "fill") or {}
-    ui.say("Filled: %s at %d ug/mL." % (ml(volume), conc))
+    ui.say("Filled: %s at %d µg/mL." % (ml(volume), conc))
     if program is None:
         ui.say("Next: program the pump (python -m tools.console program FILE); then, if its line is empty, "
                "prime it (python -m tools.console prime).")
     elif line_volume_nl(program, "all"):
-        ui.say("The pump takes its line (%s uL) as full of this drug. If it is empty (a new pump or catheter), "
+        ui.say("The pump takes its line (%s µL) as full of this drug. If it is empty (a new pump or catheter), "
                "prime it: python -m tools.console prime" % ul(line_volume_nl(program, "all")))
     ui.emit({"ok": True, "cmd": "fill", "args": args, "fill": fill})
     return EXIT_OK
@@ -748,11 +824,11 @@ def prime_lines(program: dict[str, Any], part: str) -> list[str]:
     # What `prime` will prime, from the pump's settings, in uL
     rows = []
     if part == "all":
-        rows.append(("Pump dead volume", "%s uL" % ul(int(program.get("pump_dead_volume_nl") or 0))))
-    rows.append(("Catheter dead volume", "%s uL" % ul(int(program.get("catheter_dead_volume_nl") or 0))))
+        rows.append(("Pump dead volume", "%s µL" % ul(int(program.get("pump_dead_volume_nl") or 0))))
+    rows.append(("Catheter dead volume", "%s µL" % ul(int(program.get("catheter_dead_volume_nl") or 0))))
     volume = line_volume_nl(program, part)
     rate = int(program.get("priming_nl_per_hour") or 0)
-    rows.append(("To prime", "%s uL at %s uL/h: about %s" % (ul(volume), ul(rate),
+    rows.append(("To prime", "%s µL at %s µL/h: about %s" % (ul(volume), ul(rate),
                                                               wait_text(priming_ms(volume, rate)))))
     return ["  %-22s %s" % row for row in rows]
 
@@ -768,12 +844,12 @@ def cmd_prime(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     if not conc:
         raise UserError("pump %s holds no drug to prime with: fill it first (python -m tools.console fill). "
                         "Nothing was sent" % link.dev)
-    ui.say("Priming of pump %s (%s, %d ug/mL): %s" % (link.dev, program.get("drug"), conc, PRIME_WHAT[part]))
+    ui.say("Priming of pump %s (%s, %d µg/mL): %s" % (link.dev, program.get("drug"), conc, PRIME_WHAT[part]))
     for line in prime_lines(program, part):
         ui.say(line)
     volume = line_volume_nl(program, part)
     if not volume:
-        raise UserError("nothing to prime: the program's %s is 0 uL (a program file sets it in [line]). Nothing "
+        raise UserError("nothing to prime: the program's %s is 0 µL (a program file sets it in [line]). Nothing "
                         "was sent" % ("dead volume" if part == "all" else "catheter dead volume"))
     bolus = status.get("bolus")
     if bolus:
@@ -782,11 +858,11 @@ def cmd_prime(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
             " (or end it: python -m tools.console cancel-bolus)"))
     ui.say("The basal stops while priming: what leaves the catheter tip until the drug arrives is not drug, and "
            "the pump does not count it as delivered.")
-    ui.confirm("Prime %s (%s uL)?" % (PRIME_WHAT[part], ul(volume)))
+    ui.confirm("Prime %s (%s µL)?" % (PRIME_WHAT[part], ul(volume)))
     reply = link.command("prime", {"part": part}, CLINICIAN, opts.timeout)
     start = find(command_events(link, reply, "bolus_start"), "bolus_start") or {}
     duration = start.get("duration_ms")
-    ui.say("Priming started: %s uL, %s strokes over %s" % (
+    ui.say("Priming started: %s µL, %s strokes over %s" % (
         ul(start.get("volume_nl", volume)), start.get("strokes", "?"),
         wait_text(duration) if isinstance(duration, int) else "?"))
     end = follow_bolus(link, ui, opts.timeout, what="priming") if opts.wait else None
@@ -823,13 +899,65 @@ def titration_args(opts: argparse.Namespace) -> dict[str, int]:
     if opts.percent is not None:
         args["percent"] = parse_percent(opts.percent)
     else:
-        daily = parse_amount(opts.dose_ug_per_day, 3, "ug/day", "--dose-ug-per-day", allow_zero=False)
+        daily = parse_amount(opts.dose_ug_per_day, 3, "µg/day", "--dose-ug-per-day", allow_zero=False)
         if not TITRATE_DAILY_NG_MIN <= daily <= TITRATE_DAILY_NG_MAX:
-            raise UserError("--dose-ug-per-day %s: the pump titrates to %s..%s ug/day" % (
+            raise UserError("--dose-ug-per-day %s: the pump titrates to %s..%s µg/day" % (
                 opts.dose_ug_per_day, ug(TITRATE_DAILY_NG_MIN), ug(TITRATE_DAILY_NG_MAX)))
         args["daily_ng"] = daily
-    args["in_min"] = parse_whole(opts.in_min, "--in-min", 0, TITRATE_IN_MIN_MAX)
+    args["in_min"] = parse_whole(opts.in_min if opts.in_min is not None else 0, "--in-min", 0, TITRATE_IN_MIN_MAX)
     return args
+
+
+def parse_at(text: str) -> tuple[int | None, int]:
+    # --at: "YYYY-MM-DDTHH:MM" -> (day, ms after midnight), or "HH:MM" -> (None, ms):
+    # the next such time on the pump's clock
+    import re as _re
+    m = _re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if m:
+        h, mi = int(m.group(1)), int(m.group(2))
+        if h > 23 or mi > 59:
+            raise UserError("--at %s: hours 0..23 and minutes 0..59" % text)
+        return None, (h * 60 + mi) * 60000
+    try:
+        day, ms = parse_when(text)
+    except UserError:
+        raise UserError("--at %r: expected YYYY-MM-DDTHH:MM or HH:MM (the pump's wall clock)" % text) from None
+    return day, ms
+
+
+def minutes_until(at: tuple[int | None, int], clock: Any) -> int:
+    # The whole minutes from the pump's clock to `at` (rounded up, so it never takes
+    # effect early); UserError when the clock is not set, or `at` is past or too far.
+    from tools import clinical
+    now = clinical.wall_of_clock(clock)
+    if now is None:
+        raise UserError("--at needs the pump's wall clock, which is not set: set it (console clock set now), "
+                        "or give --in-min")
+    day, ms = at
+    if day is None:
+        target = now - now % DAY_MS + ms
+        if target <= now:
+            target += DAY_MS
+    else:
+        target = day * DAY_MS + ms
+    if target <= now:
+        raise UserError("--at %s is past on the pump's clock (%s)" % (clinical.wall_text(target),
+                                                                    clinical.wall_text(now)))
+    minutes = -(-(target - now) // 60000)
+    if minutes > TITRATE_IN_MIN_MAX:
+        raise UserError("--at %s is more than %d days ahead of the pump's clock (%s)" % (
+            clinical.wall_text(target), TITRATE_IN_MIN_MAX // 1440, clinical.wall_text(now)))
+    return minutes
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError("--size %r: give WIDTHxHEIGHT in pixels, e.g. 1200x1500" % text) from None
+    if not (200 <= w <= 10000 and 200 <= h <= 10000):
+        raise UserError("--size %s: 200..10000 pixels each way" % text)
+    return w, h
 
 
 def titrated_profiles(program: dict[str, Any], args: dict[str, int]) -> dict[str, list[list[int]]]:
@@ -865,10 +993,10 @@ def titration_lines(old: dict[str, list[Any]], new: dict[str, list[Any]]) -> lis
     if len(old) == 1:
         (name, steps), = old.items()
         if len(steps) == 1:
-            return ["  %-15s %s ug/day  ->  %s ug/day" % ("Daily dose", ug(steps[0][1]), ug(new[name][0][1]))]
+            return ["  %-15s %s µg/day  ->  %s µg/day" % ("Daily dose", ug(steps[0][1]), ug(new[name][0][1]))]
     lines = []
     for name in sorted(old):
-        lines.append("  %s: %s ug a day  ->  %s ug a day" % (name, ug(profile_daily_ng(old[name])),
+        lines.append("  %s: %s µg a day  ->  %s µg a day" % (name, ug(profile_daily_ng(old[name])),
                                                              ug(profile_daily_ng(new[name]))))
         lines.append("    now  " + profile_text(old[name]))
         lines.append("    new  " + profile_text(new[name]))
@@ -877,16 +1005,25 @@ def titration_lines(old: dict[str, list[Any]], new: dict[str, list[Any]]) -> lis
 
 def cmd_titrate(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     args = titration_args(opts)
-    program = link.settings(opts.timeout).get("program")
+    settings = link.settings(opts.timeout)
+    program = settings.get("program")
     if program is None:
         raise UserError("pump %s has no program to titrate: program it first (console program FILE)" % link.dev)
     status = link.status(opts.timeout)
+    if getattr(opts, "at", None) is not None:
+        # a set time on the pump's wall clock, as minutes from now (rounded up): the pump
+        # takes titrations relative to when it accepts them
+        args["in_min"] = minutes_until(parse_at(opts.at), status.get("clock") or settings.get("clock"))
     old = program.get("profiles") or {}
     new = titrated_profiles(program, args)
     how = ("%+d %% on every step" % args["percent"] if "percent" in args else
-           "to %s ug a day, each day profile keeping its shape" % ug(args["daily_ng"]))
+           "to %s µg a day, each day profile keeping its shape" % ug(args["daily_ng"]))
     when = "now" if not args["in_min"] else "in %s" % wait_text(args["in_min"] * 60000)
-    ui.say("Titration of pump %s (%s, %s ug/mL): %s, %s" % (link.dev, program.get("drug"),
+    from tools import clinical
+    wall = clinical.wall_of_clock(status.get("clock"))
+    if args["in_min"] and wall is not None:
+        when += " (at %s on the pump's clock)" % clinical.wall_text(wall + args["in_min"] * 60000)
+    ui.say("Titration of pump %s (%s, %s µg/mL): %s, %s" % (link.dev, program.get("drug"),
                                                            program.get("conc_ug_per_ml"), how, when))
     for line in titration_lines(old, new):
         ui.say(line)
@@ -897,6 +1034,7 @@ def cmd_titrate(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     if status.get("paused"):
         ui.say("The pump is paused: the new doses run once it is resumed.")
     ui.confirm("Titrate?")
+    confirm_dose_change(ui, opts, program, dict(program, profiles=new))
     reply = link.command("titrate", args, CLINICIAN, opts.timeout)
     titration = find(command_events(link, reply, "titration"), "titration") or {}
     if args["in_min"]:
@@ -905,7 +1043,7 @@ def cmd_titrate(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
         after = link.status(opts.timeout)
         ui.say("Titrated: the new doses run now%s." % (
             "" if after.get("paused") or not isinstance(after.get("rate_ng_per_day"), int) else
-            " (%s ug/day at this hour)" % ug(after["rate_ng_per_day"])))
+            " (%s µg/day at this hour)" % ug(after["rate_ng_per_day"])))
     ui.emit({"ok": True, "cmd": "titrate", "args": args, "profiles_now": old, "profiles_new": new,
              "daily_ug_now": {n: ug(profile_daily_ng(s)) for n, s in old.items()},
              "daily_ug_new": {n: ug(profile_daily_ng(s)) for n, s in new.items()},
@@ -955,10 +1093,10 @@ def cmd_clock(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
         else:
             ui.say("It moved %s %s." % (wait_text(abs(moved)), "forward" if moved >= 0 else "back"))
     if ev.get("skipped_ng"):
-        ui.say("The schedule's doses over the hours skipped (%s ug) are not given: elapsed time drives "
+        ui.say("The schedule's doses over the hours skipped (%s µg) are not given: elapsed time drives "
                "delivery." % ug(ev["skipped_ng"]))
     if ev.get("repeated_ng"):
-        ui.say("The schedule's doses over the hours repeated (%s ug) are not given twice." % ug(ev["repeated_ng"]))
+        ui.say("The schedule's doses over the hours repeated (%s µg) are not given twice." % ug(ev["repeated_ng"]))
     ui.emit({"ok": True, "cmd": "clock", "clock": [day, ms], "event": ev})
     return EXIT_OK
 
@@ -1026,7 +1164,8 @@ def fetch_log(link: Link, ui: Ui) -> Any:
 
 def cmd_log(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     export = fetch_log(link, ui)
-    text = logformat.render(export.records, opts.format)
+    # the status now places the pump's current boot on its wall clock
+    text = logformat.render(export.records, opts.format, link.status(opts.timeout))
     if opts.output and opts.output != "-":
         from tools.keystore import write_private
         # health data: readable by its owner only, written whole or not at all
@@ -1040,16 +1179,13 @@ def cmd_log(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
 
 
 def cmd_plot(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
-    try:
-        from tools import plot  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise UserError("plots need tools/plot.py, which this checkout does not have (%s)" % e) from None
+    from tools import plot
     export = fetch_log(link, ui)
     status = link.status(opts.timeout)
-    # the status frame joins the records (tools.plot takes status bodies among them)
-    records = list(export.records) + [status]
+    w, h = parse_size(opts.size) if opts.size else (plot.WIDTH_PX, plot.HEIGHT_PX)
     try:
-        plot.render_png(records, opts.output)
+        # the status frame now: the end of the record, and where the wall clock stands
+        plot.render_png(export.records, opts.output, [status], w, h, opts.title)
     except ImportError as e:
         raise UserError("plots need matplotlib, which is not installed (%s)" % e) from None
     except (ValueError, OSError) as e:  # tools.plot.PlotError is a ValueError
@@ -1057,6 +1193,11 @@ def cmd_plot(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
     ui.say("Plot of %d log records written to %s" % (len(export.records), opts.output))
     ui.emit({"ok": True, "cmd": "plot", "output": opts.output, "records": len(export.records)})
     return EXIT_OK
+
+
+def cmd_report(opts: argparse.Namespace, link: Link, ui: Ui) -> int:
+    from tools import report
+    return report.cmd_report(opts, link, ui)
 
 
 # ---- keys ---------------------------------------------------------------------------------
@@ -1203,7 +1344,9 @@ def report_error(e: BaseException, ui: Ui, cmd: str) -> int:
         ui.emit({"ok": False, "cmd": cmd, "error": "cancelled"})
         return EXIT_CANCELLED
     if isinstance(e, CommandError):
-        status, code, reason = EXIT_REFUSED, e.code, e.reason
+        # the pump's refusal is 3; a command this console could not send (no key in the
+        # store, a pump that takes no commands) is 2, like every other host-side problem
+        status, code, reason = (EXIT_REFUSED if e.result else EXIT_USAGE), e.code, e.reason
     elif isinstance(e, UserError):
         status, code, reason = e.status, None, None
     elif isinstance(e, (KeyStoreError, RequestTimeout)):

@@ -24,56 +24,127 @@ import sys
 import time
 from typing import Any, Callable
 
-from tools import commands, dashboard
+from tools import commands, dashboard, session
 from tools.commands import Cancelled, Ui, UserError
 from tools.dashboard import Dashboard, LinkHealth
 from tools.keystore import ENV_DIR, ROLES, KeyStore, KeyStoreError
 from tools.link import CommandError, Link, LinkClosed, RequestTimeout
-from tools.simpico import (KEYS_FILE, SimPico, Stopped, add_sim_options, check_sim_options,
-                           raise_on_termination, report_exit, sim_from_options,
+from tools.port import PortError, open_serial
+from tools.simpico import (SIM_ONLY_OPTIONS, SimPico, Stopped, add_sim_options, check_sim_options,
+                           raise_on_termination, report_exit, sim_from_options, sim_keys,
                            status_period_ms)
 
 REDRAW_MIN_S = 0.05  # at most 20 redraws a second, however fast frames come
 REDRAW_MAX_S = 0.5  # and at least two, so "last frame ... ago" keeps counting
 DRAIN_QUIET_S = 0.3  # after the firmware exits: read until the port is this long quiet
 KEY_CTRL_C = 3
+SILENT_PROBE_S = 5.0  # watch: with no frame for this long, ask the pump for its status
+EXIT_INTERRUPTED = 130  # Ctrl-C after a command was sent: the pump may have acted on it
+
+
+class PumpSilent(RequestTimeout):
+    """No answer in time; the message says what that may mean (a firmware that does not
+    run, or a command that may or may not have been carried out)."""
+
+    def __init__(self, port: str, cmd: Any, timeout_s: float, heard: bool, signed: bool) -> None:
+        self.cmd = cmd
+        if signed:
+            text = ("no answer to `%s` from the pump on %s within %.0f s: it may or may not have carried it out. "
+                    "Check with `python -m tools.console status --port %s` before sending it again"
+                    % (cmd, port, timeout_s, port))
+        elif heard:
+            text = ("the pump on %s sends frames but did not answer `%s` within %.0f s: it may be busy; try "
+                    "again, or give a longer --timeout" % (port, cmd, timeout_s))
+        else:
+            text = ("nothing came from %s within %.0f s: is the pump's firmware running? A Pico in service "
+                    "mode or at its REPL does not answer (docs/pico.md); the simulated Pico prints its port when "
+                    "it runs (python -m tools.simpico)" % (port, timeout_s))
+        super().__init__(text)
+
+
+class ConsoleLink(Link):
+    # The console's link: remembers the signed command on its way (what Ctrl-C must
+    # tell about), and turns a timeout into a message that says what it may mean.
+    sent_cmd: str | None = None
+    answered = False
+
+    def command(self, cmd: str, args: dict[str, Any] | None = None, role: str = "clinician",
+                timeout_s: float = 3.0) -> Any:
+        self.sent_cmd, self.answered = cmd, False
+        reply = super().command(cmd, args, role, timeout_s)
+        self.answered = True
+        return reply
+
+    def _exchange(self, body: dict[str, Any], timeout_s: float, on_frame: Any = None,
+                  idle_timeout: bool = False) -> Any:
+        try:
+            return super()._exchange(body, timeout_s, on_frame, idle_timeout)
+        except RequestTimeout:
+            raise PumpSilent(self.port, body.get("cmd"), timeout_s, self.frames_in > 0,
+                             "auth" in body) from None
 
 
 class Source:
     # Where frames come from: a port given by path, or a simulated Pico started here.
-    # Either way self.link signs commands with self.store, the host key store.
-    def __init__(self, opts: argparse.Namespace) -> None:
+    # Either way self.link signs commands with self.store, the host key store. With
+    # serve (watch, session), the port is shared: this console holds it and serves it to
+    # other consoles (tools/session.py); a port some session already serves is used
+    # through that session.
+    def __init__(self, opts: argparse.Namespace, serve: bool = False) -> None:
         self.sim: SimPico | None = None
+        self.server: session.SessionServer | None = None
+        self._serial: Any = None
         self._scratch_store: str | None = None
+        self.shared = ""  # how the port is shared, for the title
         if opts.sim:
             self.status_ms = opts.status_ms or status_period_ms(opts.speed)
             self.sim = sim_from_options(opts, self.status_ms)
             try:
                 self.store, self.sim.keys = self._sim_keys(opts, self.sim)
                 self.sim.open()
+                self.port = self.sim.port
                 # Attach before the firmware starts, so its power-up events are seen too.
-                self.link = Link(self.sim.port, keys=self.store)
+                self.link = ConsoleLink(self.port, keys=self.store, transport=self._transport(serve))
                 self.sim.launch()
             except BaseException:
                 self.close()
                 raise
             speed = "as fast as possible" if opts.speed == 0 else "%dx" % opts.speed
             days = ", %d days" % opts.days if opts.days else ""
-            self.title = "Simulated Pico on %s  (%s%s, seed %d, status every %s)" % (
-                self.sim.port, speed, days, opts.seed, dashboard.duration_ms(self.status_ms))
+            self.title = "Simulated Pico %s on %s  (%s%s, seed %d, status every %s)" % (
+                self.sim.dev, self.sim.port, speed, days, opts.seed, dashboard.duration_ms(self.status_ms))
         else:
+            self.port = opts.port
             self.store = KeyStore(getattr(opts, "keys", None))
-            self.link = Link(opts.port, keys=self.store)
+            try:
+                self.link = ConsoleLink(opts.port, keys=self.store, transport=self._transport(serve))
+            except BaseException:
+                self.close()
+                raise
             self.title = "Pump on %s" % opts.port
+        if self.shared:
+            self.title += "  " + self.shared
+
+    def _transport(self, serve: bool) -> Any:
+        # None: tools.link opens the port (or the session serving it) itself
+        if not serve:
+            return None
+        client = session.connect(self.port)
+        if client is not None:
+            self.shared = "(through the session that holds it)"
+            return client
+        self._serial = open_serial(self.port)
+        self.server = session.SessionServer(self._serial, self.port)
+        self.server.start()
+        self.shared = "(shared: other consoles can use --port %s)" % self.port
+        return self.server.attach()
 
     def _sim_keys(self, opts: argparse.Namespace, sim: SimPico) -> tuple[KeyStore, dict[str, bytes] | None]:
         # The simulated Pico gets keys in its flash before it boots, so every command
         # works on --sim. They are recorded in --keys DIR or $PUMP_KEYS_DIR when given
         # (and by `provision`, in the default store too); otherwise in a scratch store
-        # that goes with the run. A kept --flash whose keys file the store still matches
-        # keeps its keys. Returns (store, keys to write, or None to leave the file).
+        # that goes with the run.
         import tempfile
-        from pump import auth
         provisioning = opts.command == "provision"
         explicit = getattr(opts, "keys", None) or os.environ.get(ENV_DIR)
         if explicit or provisioning:
@@ -82,16 +153,7 @@ class Source:
             self._scratch_store = tempfile.mkdtemp(prefix="pump-console-keys-")
             store = KeyStore(self._scratch_store)
         roles = commands.parse_roles(opts.roles) if provisioning else list(ROLES)
-        if opts.flash and not provisioning:
-            try:
-                with open(os.path.join(opts.flash, KEYS_FILE), "rb") as f:
-                    on_flash, problem = auth.parse_keys(f.read(), sim.dev)
-            except OSError:
-                on_flash, problem = {}, "none"
-            entry = store.load(sim.dev)
-            if not problem and on_flash and entry is not None and entry.keys == on_flash:
-                return store, None
-        return store, store.provision(sim.dev, roles)
+        return store, sim_keys(store, sim, roles, keep=not provisioning)
 
     def firmware_exited(self) -> bool:
         return self.sim is not None and self.sim.poll() is not None
@@ -100,6 +162,16 @@ class Source:
         link = getattr(self, "link", None)
         if link is not None:
             link.close()
+        if self.server is not None:
+            self.server.stop()
+            self.server.join(5)
+            self.server = None
+        if self._serial is not None:
+            try:
+                self._serial.close()
+            except Exception:
+                pass
+            self._serial = None
         if self.sim is not None:
             self.sim.stop()
         if self._scratch_store is not None:
@@ -111,19 +183,28 @@ class Source:
 # ---- watch ------------------------------------------------------------------------------
 
 class Watch:
-    # The watch loop without its display: frames in, view updated, end detected.
-    def __init__(self, source: Source, on_frame: Callable[[dict[str, Any]], None]) -> None:
+    # The watch loop without its display: frames in, view updated, end detected. A pump
+    # that sends nothing is asked for its status (SILENT_PROBE_S); `silent` says for how
+    # long nothing came, so the views can ask whether its firmware runs. `days` bounds a
+    # watch of a port by the pump's own time.
+    def __init__(self, source: Source, on_frame: Callable[[dict[str, Any]], None], days: int = 0) -> None:
         self.source = source
         self.link = source.link
         self.dash = Dashboard(source.title)
         self.on_frame = on_frame
         self.ending: str | None = None
         self.exit_status = 0
+        self.days = days if source.sim is None else 0  # a --sim run ends by itself
+        self.first_up_ms: int | None = None
+        self.started = time.monotonic()
+        self.heard_at: float | None = None
+        self.probed_at = 0.0
 
     def pump(self, timeout_s: float) -> bool:
         # Take what arrived; False once the run is over (self.ending says why).
         try:
             frames = self.link.receive(timeout_s)
+            self._probe()
         except LinkClosed:
             self.ending = "the port closed"
             return False
@@ -131,12 +212,39 @@ class Watch:
         if self.source.firmware_exited():
             self._finish_sim()
             return False
-        return True
+        return self.ending is None
+
+    def silent_s(self) -> float:
+        # seconds since the last frame (or since the start, before any)
+        return time.monotonic() - (self.heard_at or self.started)
+
+    def _probe(self) -> None:
+        # Ask for a status at the start and after SILENT_PROBE_S without a frame: a pump
+        # that sends status seldom shows at once, and a silent one is told apart.
+        now = time.monotonic()
+        if self.source.sim is not None and self.link.frames_in == 0:
+            return  # the simulated Pico is still starting: its first frames come by themselves
+        if now - self.probed_at >= SILENT_PROBE_S and (self.heard_at is None or now - self.heard_at >= SILENT_PROBE_S):
+            self.probed_at = now
+            try:
+                self.link.send({"cmd": "status"})
+            except LinkClosed:
+                raise
 
     def _take(self, frames: list[Any]) -> None:
         for frame in frames:
-            if self.dash.feed(frame.body):
-                self.on_frame(frame.body)
+            self.heard_at = time.monotonic()
+            body = frame.body
+            if body.get("t") == "result":
+                continue  # the answers to our status probes
+            if self.dash.feed(body):
+                self.on_frame(body)
+                if body.get("t") == "status" and self.days:
+                    up = body["up_day"] * dashboard.DAY_MS + body["up_ms"]
+                    if self.first_up_ms is None or up < self.first_up_ms:
+                        self.first_up_ms = up  # (a restart starts the count again)
+                    elif up - self.first_up_ms >= self.days * dashboard.DAY_MS:
+                        self.ending = "%d day%s of the pump's time went by" % (self.days, "" if self.days == 1 else "s")
 
     def _finish_sim(self) -> None:
         sim = self.source.sim
@@ -163,8 +271,17 @@ class Watch:
     def health(self) -> LinkHealth:
         return LinkHealth.of(self.link, time.monotonic())
 
+    def silence_note(self, timeout_s: float) -> str | None:
+        if self.silent_s() < timeout_s:
+            return None
+        if self.heard_at is None:
+            return ("Nothing has come from %s for %.0f s: is the pump's firmware running? (A Pico in service "
+                    "mode or at its REPL does not answer.)" % (self.source.port, self.silent_s()))
+        return "No frame from the pump for %.0f s: is it still running? (unplugged, reset, at its REPL?)" % (
+            self.silent_s())
 
-def watch_plain(source: Source, as_json: bool) -> int:
+
+def watch_plain(source: Source, as_json: bool, opts: argparse.Namespace) -> int:
     # One line per status frame (and per event): for pipes, logs and CI. No escape codes.
     out = sys.stdout
 
@@ -174,13 +291,18 @@ def watch_plain(source: Source, as_json: bool) -> int:
         elif body["t"] == "status":
             out.write(dashboard.plain_line(body) + "\n")
         else:
-            out.write(dashboard.event_line(body, "event ") + "\n")
+            out.write(dashboard.event_line(body, "event ", w.dash.events[-1][1]) + "\n")
         out.flush()
 
-    w = Watch(source, show)
+    w = Watch(source, show, getattr(opts, "days", 0) or 0)
     try:
         while w.pump(0.2):
-            pass
+            if w.heard_at is None and w.silent_s() >= opts.timeout:
+                # a script waits for ever on a silent port otherwise
+                print("console: %s" % w.silence_note(opts.timeout), file=sys.stderr)
+                w.ending = "no answer from the pump"
+                w.exit_status = commands.EXIT_USAGE
+                break
     except KeyboardInterrupt:
         w.ending = "stopped by the user"
     _print_summary(w, as_json)
@@ -195,15 +317,15 @@ def _print_summary(w: Watch, as_json: bool) -> None:
         print(json.dumps(w.dash.summary_json(ending, w.health(), rc), sort_keys=True), flush=True)
     else:
         print("\n".join(w.dash.summary(ending, w.health())), flush=True)
-    if w.exit_status and w.source.sim is not None:
+    if w.exit_status == 1 and w.source.sim is not None:
         report_exit(w.source.sim)
 
 
-def watch_live(source: Source) -> int:
+def watch_live(source: Source, opts: argparse.Namespace) -> int:
     # The dashboard, redrawn in place with curses until q, Ctrl-C or the end of the run.
     import curses
 
-    w = Watch(source, lambda body: None)
+    w = Watch(source, lambda body: None, getattr(opts, "days", 0) or 0)
     keys_fd = sys.stdin.fileno()
 
     def loop(screen: Any) -> None:
@@ -224,6 +346,10 @@ def watch_live(source: Source) -> int:
             if not w.pump(0):
                 return
             if w.dash.statuses + len(w.dash.events) != seen:
+                dirty = True
+            note = w.silence_note(max(opts.timeout, SILENT_PROBE_S + 1))
+            if note != w.dash.note:
+                w.dash.note = note
                 dirty = True
             while True:
                 key = screen.getch()
@@ -253,25 +379,56 @@ def cmd_watch(opts: argparse.Namespace, source: Source) -> int:
     live = not (opts.plain or opts.json) and sys.stdin.isatty() and sys.stdout.isatty()
     if live:
         try:
-            return watch_live(source)
+            return watch_live(source, opts)
         except Exception as e:  # curses could not take the terminal (TERM unknown...)
             import curses
             if not isinstance(e, curses.error):
                 raise
             print("console: no live view (%s); printing lines instead" % e, file=sys.stderr)
-    return watch_plain(source, opts.json)
+    return watch_plain(source, opts.json, opts)
+
+
+# ---- session ----------------------------------------------------------------------------
+
+def cmd_session(opts: argparse.Namespace, source: Source) -> int:
+    # Hold the pump's port and serve it to other consoles until Ctrl-C (or SIGTERM), or
+    # until the port closes (a simulated Pico with --days that finished).
+    if source.server is None:
+        print("console: a session already serves %s: use it (any console command with --port %s)"
+              % (source.port, source.port), file=sys.stderr)
+        return commands.EXIT_USAGE
+    try:
+        hello = source.link.hello(opts.timeout)
+        who = "pump %s (firmware %s)" % (source.link.dev or "?", hello.get("firmware", "?"))
+    except RequestTimeout as e:
+        who = "a pump that does not answer yet (%s)" % e
+    print(source.port, flush=True)
+    print("console: session for %s on %s; other consoles: python -m tools.console COMMAND --port %s; "
+          "Ctrl-C ends it" % (who, source.port, source.port), file=sys.stderr, flush=True)
+    server = source.server
+    try:
+        while not server.closed.wait(0.2):
+            try:
+                source.link.receive(0)  # the session's own client: keep its socket drained
+            except LinkClosed:
+                break
+            if source.firmware_exited():
+                source.sim.wait_drained(2.0)  # type: ignore[union-attr]
+                time.sleep(0.5)  # the clients take the last frames
+                break
+    except KeyboardInterrupt:
+        pass
+    if source.firmware_exited() and source.sim is not None and source.sim.poll():
+        report_exit(source.sim)
+        return 1
+    print("console: session for %s ended" % source.port, file=sys.stderr)
+    return 0
 
 
 # ---- status -----------------------------------------------------------------------------
 
 def cmd_status(opts: argparse.Namespace, source: Source) -> int:
-    try:
-        status = source.link.status(opts.timeout)
-    except RequestTimeout as e:
-        print("console: %s" % e, file=sys.stderr)
-        if source.sim is not None and source.sim.poll() is not None:
-            report_exit(source.sim)
-        return 2
+    status = source.link.status(opts.timeout)
     if opts.json:
         print(json.dumps(status, sort_keys=True))
     else:
@@ -287,7 +444,8 @@ def cmd_status(opts: argparse.Namespace, source: Source) -> int:
 # ---- command line -----------------------------------------------------------------------
 
 _COMMANDS = (
-    ("watch", "live status until Ctrl-C (or the end of a --days run)"),
+    ("watch", "live status until Ctrl-C (or the end of a --days run); other consoles can use the port meanwhile"),
+    ("session", "hold the pump's port and share it: other consoles watch and command it through the session"),
     ("status", "the pump's status, once"),
     ("info", "who the pump is: device id, firmware, the roles it holds keys for, the key store"),
     ("program", "check a TOML program file, show how it differs from the pump's program, send it"),
@@ -295,7 +453,7 @@ _COMMANDS = (
     ("refill", "the guided refill: residual withdrawn against expected, new fill, concentration twice"),
     ("fill", "the first fill of an empty pump: volume, concentration twice (a pump with drug: refill)"),
     ("prime", "prime the line (--part all|catheter) with the priming bolus; --wait follows it"),
-    ("titrate", "change the dose by --percent N or to --dose-ug-per-day N, now or --in-min M"),
+    ("titrate", "change the dose by --percent N or to --dose-ug-per-day N, now, --in-min M or --at TIME"),
     ("ack", "acknowledge the pump's alarms"),
     ("silence", "silence the alarm sound for 1-15 minutes (the light stays)"),
     ("clock", "set the pump's wall clock (clock set [YYYY-MM-DDTHH:MM|now]) or show it"),
@@ -304,7 +462,8 @@ _COMMANDS = (
     ("resume", "resume the program after a pause"),
     ("cancel-bolus", "end the running bolus"),
     ("log", "export the pump's event log (log export --format csv|jsonl [-o FILE])"),
-    ("plot", "a PNG plot of the pump's log (plot -o FILE.png)"),
+    ("plot", "a PNG plot of the pump's log and its status now, on the wall clock (plot -o FILE.png)"),
+    ("report", "the visit report: identifiers, program before and after, refill, alarms, delivery (-o visit.html|.pdf)"),
     ("provision", "make new keys for a pump: on its flash and in the host key store"),
     ("keys", "the host key store: list pumps, export keys for another console"),
 )
@@ -330,8 +489,10 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tools.console",
                                  description="Console of the programmable pump (docs/console.md).")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap.subparsers = {}  # type: ignore[attr-defined]  # name -> its parser: errors show its usage
     for name, doc in _COMMANDS:
         p = sub.add_parser(name, help=doc, description=doc)
+        ap.subparsers[name] = p  # type: ignore[attr-defined]
         if name == "keys":
             p.add_argument("action", choices=("list", "export"),
                            help="list: the pumps in the store; export: a store with some roles' keys")
@@ -350,9 +511,16 @@ def parser() -> argparse.ArgumentParser:
         if name == "watch":
             p.add_argument("--plain", action="store_true",
                            help="one line per frame even on a terminal")
+            p.add_argument("--timeout", type=float, default=5.0,
+                           help="seconds without a frame before saying so (without a terminal: giving up, "
+                                "exit 2); default %(default)s")
             continue
         p.add_argument("--timeout", type=float, default=3.0,
                        help="seconds to wait for each answer of the pump (default %(default)s)")
+        if name in ("program", "titrate"):
+            p.add_argument("--confirm-daily-dose", metavar="UG", default=None,
+                           help="a large change of the daily dose (over 20 %%, or outside the usual range) asks "
+                                "for the new daily dose to be typed; scripts give it here, in µg/day")
         if name == "program":
             p.add_argument("file", help="TOML program file (docs/programs.md)")
             p.add_argument("--board", choices=("sim", "pico"), default=None,
@@ -361,7 +529,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--no-bolus", action="store_true",
                            help="do not give the file's [clinician_bolus]")
         elif name == "bolus":
-            p.add_argument("--dose-ug", metavar="UG", help="clinician bolus: the dose in ug (e.g. 50 or 12.5)")
+            p.add_argument("--dose-ug", metavar="UG", help="clinician bolus: the dose in µg (e.g. 50 or 12.5)")
             p.add_argument("--minutes", type=int, help="clinician bolus: its duration in minutes")
             p.add_argument("--patient", action="store_true",
                            help="the patient bolus the program allows (patient key)")
@@ -369,13 +537,13 @@ def parser() -> argparse.ArgumentParser:
         elif name == "refill":
             p.add_argument("--withdrawn-ml", metavar="ML", help="the residual withdrawn, mL")
             p.add_argument("--volume-ml", metavar="ML", help="the new fill volume, mL")
-            p.add_argument("--conc", metavar="UG_PER_ML", help="the new drug's concentration, ug/mL")
+            p.add_argument("--conc", metavar="UG_PER_ML", help="the new drug's concentration, µg/mL")
             p.add_argument("--conc-again", metavar="UG_PER_ML", help="the concentration once more, from the label")
             p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=None,
                            help="a concentration change: give the old drug in the line as a bridge")
         elif name == "fill":
             p.add_argument("--volume-ml", metavar="ML", help="the fill volume, mL")
-            p.add_argument("--conc", metavar="UG_PER_ML", help="the drug's concentration, ug/mL")
+            p.add_argument("--conc", metavar="UG_PER_ML", help="the drug's concentration, µg/mL")
             p.add_argument("--conc-again", metavar="UG_PER_ML", help="the concentration once more, from the label")
         elif name == "prime":
             p.add_argument("--part", choices=commands.PRIME_PARTS, default="all",
@@ -386,9 +554,12 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--percent", metavar="N",
                            help="change every step's dose by N %% (-90..100, e.g. -20 or 15)")
             p.add_argument("--dose-ug-per-day", metavar="UG",
-                           help="scale each day profile to this many ug a day (e.g. 250 or 187.5)")
-            p.add_argument("--in-min", metavar="M", default="0",
+                           help="scale each day profile to this many µg a day (e.g. 250 or 187.5)")
+            p.add_argument("--in-min", metavar="M", default=None,
                            help="take effect in M minutes (0..%d; default 0: now)" % commands.TITRATE_IN_MIN_MAX)
+            p.add_argument("--at", metavar="YYYY-MM-DDTHH:MM", default=None,
+                           help="take effect at this time on the pump's wall clock (within %d days; HH:MM "
+                                "alone: the next such time)" % (commands.TITRATE_IN_MIN_MAX // 1440))
         elif name in ("ack", "silence"):
             p.add_argument("--role", choices=ROLES, default=None,
                            help="sign as this role (default: clinician if this console holds that key, "
@@ -410,7 +581,20 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", metavar="FILE", default=None,
                            help="write here (mode 0600) instead of standard output")
         elif name == "plot":
-            p.add_argument("-o", "--output", metavar="FILE.png", required=True)
+            p.add_argument("-o", "--output", metavar="FILE.png", required=True,
+                           help="the PNG to write (mode 0600: it shows health data)")
+            p.add_argument("--size", metavar="WxH", default=None,
+                           help="picture size in pixels (default 1200x1500)")
+            p.add_argument("--title", default=None, help="the picture's title (default: drug, dates, records)")
+        elif name == "report":
+            p.add_argument("-o", "--output", metavar="FILE", required=True,
+                           help="visit.html, or visit.pdf (printed by Chromium, which must be installed: "
+                                "apt-get install chromium); mode 0600")
+            p.add_argument("--patient", metavar="TEXT", default="",
+                           help="the patient as the report should name them (the pump does not know)")
+            p.add_argument("--since", metavar="YYYY-MM-DD", default=None,
+                           help="the last visit: alarms and delivery from then on (default: the refill or fill "
+                                "before today, else the whole log)")
         elif name == "provision":
             p.add_argument("--roles", default=",".join(ROLES),
                            help="comma-separated roles to make keys for (default %(default)s)")
@@ -424,28 +608,51 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
+def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace,
+                  argv: list[str] | None = None) -> None:
+    # Errors name the command's usage, not the console's.
+    sub = getattr(ap, "subparsers", {}).get(opts.command, ap)
     if opts.command == "bolus":
         if opts.patient and (opts.dose_ug is not None or opts.minutes is not None):
-            ap.error("bolus: --patient takes no --dose-ug or --minutes (the program sets them)")
+            sub.error("--patient takes no --dose-ug or --minutes (the program sets them)")
         if not opts.patient and (opts.dose_ug is None or opts.minutes is None):
-            ap.error("bolus: give --dose-ug and --minutes (a clinician bolus), or --patient")
+            sub.error("give --dose-ug and --minutes (a clinician bolus), or --patient")
     if opts.command == "titrate":
+        if opts.at is not None and opts.in_min is not None:
+            sub.error("give --in-min or --at, not both")
         try:
             commands.titration_args(opts)
+            if opts.at is not None:
+                commands.parse_at(opts.at)
         except UserError as e:
-            ap.error(str(e))
+            sub.error(str(e))
+    if getattr(opts, "confirm_daily_dose", None) is not None:
+        try:
+            commands.parse_amount(opts.confirm_daily_dose, 3, "µg/day", "--confirm-daily-dose", allow_zero=False)
+        except UserError as e:
+            sub.error(str(e))
     if opts.command == "silence" and not 1 <= opts.minutes <= 15:
-        ap.error("silence: --minutes is 1..15")
+        sub.error("--minutes is 1..15")
     if opts.command == "clock" and opts.action == "show" and opts.when != "now":
-        ap.error("clock show takes no time")
+        sub.error("clock show takes no time")
     if opts.command == "provision":
         try:
             commands.parse_roles(opts.roles)
         except UserError as e:
-            ap.error(str(e))
+            sub.error(str(e))
+    if opts.command == "plot" and opts.size is not None:
+        try:
+            commands.parse_size(opts.size)
+        except UserError as e:
+            sub.error(str(e))
     if getattr(opts, "sim", False):
-        check_sim_options(ap, opts)
+        check_sim_options(sub, opts)
+    elif getattr(opts, "port", None) and argv is not None:
+        allowed = ("--days",) if opts.command == "watch" else ()
+        for arg in argv:
+            name = arg.split("=", 1)[0]
+            if name in SIM_ONLY_OPTIONS and name not in allowed or name == "--days" and not allowed:
+                sub.error("%s sets up a simulated Pico: give it with --sim, not --port" % name)
 
 
 _HANDLERS: dict[str, Callable[..., int]] = {
@@ -464,13 +671,15 @@ _HANDLERS: dict[str, Callable[..., int]] = {
     "cancel-bolus": commands.cmd_simple,
     "log": commands.cmd_log,
     "plot": commands.cmd_plot,
+    "report": commands.cmd_report,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser()
     opts = ap.parse_args(argv)
-    check_options(ap, opts)
+    check_options(ap, opts, argv)
     ui = Ui(opts)
     cmd = opts.command
     pf = None
@@ -486,21 +695,24 @@ def main(argv: list[str] | None = None) -> int:
             pf = commands.load_program_file(opts.file, opts.board or "sim")
     except (UserError, KeyStoreError, Cancelled) as e:
         return commands.report_error(e, ui, cmd)
+    except KeyboardInterrupt:
+        return commands.report_error(Cancelled(), ui, cmd)
     raise_on_termination()
     source: Source | None = None
     try:
         try:
-            source = Source(opts)
-        except KeyStoreError as e:
-            return commands.report_error(e, ui, cmd)
-        except (OSError, ValueError) as e:  # no such port, not a tty, no micropython...
-            print("console: %s" % e, file=sys.stderr)
-            return 2
+            source = Source(opts, serve=cmd in ("watch", "session"))
+        except (KeyStoreError, PortError) as e:
+            return commands.report_error(UserError(str(e)) if isinstance(e, PortError) else e, ui, cmd)
+        except (OSError, ValueError) as e:  # no micropython, a scratch dir that cannot be made...
+            return commands.report_error(UserError(str(e)), ui, cmd)
         if cmd == "watch":
             return cmd_watch(opts, source)
-        if cmd == "status":
-            return cmd_status(opts, source)
         try:
+            if cmd == "session":
+                return cmd_session(opts, source)
+            if cmd == "status":
+                return cmd_status(opts, source)
             if cmd == "program":
                 return commands.cmd_program(opts, source.link, ui, pf)
             if cmd == "provision":
@@ -512,12 +724,22 @@ def main(argv: list[str] | None = None) -> int:
                 report_exit(source.sim)
             return status
         except LinkClosed as e:
-            print("console: the port closed: %s" % e, file=sys.stderr)
+            status = commands.report_error(UserError("the port closed: %s" % e), ui, cmd)
             if source.sim is not None:
                 report_exit(source.sim)
-            return 2
+            return status
     except KeyboardInterrupt:
-        return 0
+        link = getattr(source, "link", None)
+        if cmd in ("watch", "session") or link is None or not getattr(link, "sent_cmd", None):
+            return commands.report_error(Cancelled(), ui, cmd) if cmd not in ("watch", "session") else 0
+        if link.answered:
+            ui.note("Interrupted: the pump had already accepted `%s`." % link.sent_cmd)
+        else:
+            ui.note("Interrupted: `%s` was sent and no answer came yet: the pump may have carried it out. Check "
+                    "with `python -m tools.console status --port %s` before sending it again."
+                    % (link.sent_cmd, link.port))
+        ui.emit({"ok": False, "cmd": cmd, "error": "interrupted", "sent": link.sent_cmd, "answered": link.answered})
+        return EXIT_INTERRUPTED
     except Stopped as e:
         return 128 + e.signum
     except BrokenPipeError:

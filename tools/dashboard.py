@@ -13,10 +13,12 @@ attributes; without colours the "!!!"/"!!"/"!" marks still tell the priorities a
 from __future__ import annotations
 
 import collections
-import json
 import os
 import sys
 from typing import Any, Iterable, NamedTuple
+
+from tools import clinical
+from tools.clinical import UG, decimal, drug, hmm, ml  # noqa: F401  (the console's units, re-exported)
 
 DAY_MS = 86400000
 HOUR_MS = 3600000
@@ -25,7 +27,6 @@ NL_PER_ML = 1000000
 NG_PER_UG = 1000
 NG_PER_MG = 1000000
 EVENTS_KEPT = 8
-_EVENT_HIDDEN = ("t", "ev", "up_day", "up_ms")
 
 # Alarm priorities (docs/alarms.md), highest first, and a text mark for each in the style
 # of IEC 60601-1-8 (not checked against the standard's text): the mark is what tells them
@@ -49,28 +50,8 @@ BARS_ASCII = "  ..::||#"
 _NICE = (10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100)
 
 
-def decimal(n: int, places: int) -> str:
-    # n / 10**places written out exactly, trailing zeros dropped: decimal(1234500, 6) ->
-    # "1.2345".
-    sign = "-" if n < 0 else ""
-    whole, frac = divmod(abs(n), 10 ** places)
-    digits = str(frac).rjust(places, "0").rstrip("0") if places else ""
-    return sign + str(whole) + ("." + digits if digits else "")
-
-
-def ml(volume_nl: int) -> str:
-    return decimal(volume_nl, 6) + " mL"
-
-
 def ml_per_day(rate_nl_per_day: int) -> str:
     return decimal(rate_nl_per_day, 6) + " mL/day"
-
-
-def drug(dose_ng: int) -> str:
-    # ug below a milligram, mg from there: the units a clinician reads a dose in.
-    if abs(dose_ng) < NG_PER_MG:
-        return decimal(dose_ng, 3) + " ug"
-    return decimal(dose_ng, 6) + " mg"
 
 
 def days_left(reservoir_nl: int, rate_nl_per_day: int) -> str:
@@ -87,6 +68,8 @@ def projected_days(days: int | None) -> str:
         return "unknown"
     if days < 0:
         return "over 999 days"
+    if days == 0:
+        return "today"
     return "%d day%s" % (days, "" if days == 1 else "s")
 
 
@@ -95,8 +78,7 @@ def volts(mv: int) -> str:
 
 
 def sim_time(up_day: int, up_ms: int) -> str:
-    s = up_ms // 1000
-    return "day %d %02d:%02d:%02d" % (up_day, s // 3600, s // 60 % 60, s % 60)
+    return clinical.up_text(up_day, up_ms)
 
 
 def duration_ms(ms: int) -> str:
@@ -117,20 +99,30 @@ def span(ms: int) -> str:
     return "%d min" % (ms // MINUTE_MS)
 
 
-def _value(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v)
+def event_line(body: dict[str, Any], tag: str = "", wall_ms: int | None = None) -> str:
+    # "2024-01-01 00:10:00  clock set to ..." (the pump's time since power-up where its
+    # wall clock is not known); `tag` goes before the text.
+    return "%s  %s%s" % (clinical.when_text(body, wall_ms), tag, clinical.event_text(body))
 
 
-def event_line(body: dict[str, Any], tag: str = "") -> str:
-    # "day 0 00:00:00  power_up  boots=1 restored=false"; `tag` goes before the name.
-    fields = " ".join("%s=%s" % (k, _value(body[k])) for k in sorted(body) if k not in _EVENT_HIDDEN)
-    line = "%s  %s%s" % (sim_time(body.get("up_day", 0), body.get("up_ms", 0)), tag, body.get("ev"))
-    return line + ("  " + fields if fields else "")
+def clock_row(status: dict[str, Any]) -> str:
+    # The pump's wall clock (what a flex schedule runs on), and its time since power-up.
+    up = "pump up %s" % hmm(clinical.up_of(status)) if clinical.up_of(status) >= 60000 else "pump just started"
+    wall = clinical.wall_of_clock(status.get("clock"))
+    if wall is None:
+        return "not set (a flex schedule needs it: console clock set now); %s" % up
+    text = "%s  (%s)" % (clinical.wall_text(wall, seconds=True, weekday=True), up)
+    if status.get("clock_restored"):
+        text += "  restored after a restart: the time without power is missing"
+    return text
 
 
 def pump_state(status: dict[str, Any]) -> str:
     reason = status.get("stop_reason")
-    return status["state"] + (" (%s)" % reason if reason else "")
+    state = str(status["state"])
+    if state == "running" and status.get("paused"):
+        return "PAUSED by the clinician: the keep-open rate runs (console resume)"
+    return state + (" (%s)" % reason if reason else "")
 
 
 def program(status: dict[str, Any]) -> str:
@@ -139,9 +131,12 @@ def program(status: dict[str, Any]) -> str:
     if not status["conc_ug_per_ml"]:
         return "%s  (the reservoir was never filled)" % status["drug"]
     if status.get("state") != "running":
-        return "%s  %d ug/mL" % (status["drug"], status["conc_ug_per_ml"])  # no dose runs now
-    return "%s  %d ug/mL  %d ug/day" % (status["drug"], status["conc_ug_per_ml"],
-                                        status["dose_ug_per_day"])
+        return "%s  %d %s/mL" % (status["drug"], status["conc_ug_per_ml"], UG)  # no dose runs now
+    if status.get("paused"):
+        return "%s  %d %s/mL  paused: keep-open %s/day" % (status["drug"], status["conc_ug_per_ml"], UG,
+                                                             drug(status.get("rate_ng_per_day") or 0))
+    return "%s  %d %s/mL  %d %s/day" % (status["drug"], status["conc_ug_per_ml"], UG,
+                                        status["dose_ug_per_day"], UG)
 
 
 def strokes(status: dict[str, Any]) -> str:
@@ -160,14 +155,58 @@ def reservoir(status: dict[str, Any]) -> str:
     left = ml(status["reservoir_nl"])
     if "reservoir_ng" in status:
         left += "  " + drug(status["reservoir_ng"])
+    if "days_to_empty" in status:
+        return left  # how long it lasts: the pump's own projection, on the next row
     if status["rate_nl_per_day"] <= 0:
         return left + "  (not delivering)"
     return "%s  %s left at this rate" % (left, days_left(status["reservoir_nl"], status["rate_nl_per_day"]))
 
 
 def projection(status: dict[str, Any]) -> str:
-    return "to low %s, to empty %s (worst case)" % (
-        projected_days(status.get("days_to_low")), projected_days(status.get("days_to_empty")))
+    # The pump's worst case (the schedule plus every patient bolus it allows), with the
+    # dates on its wall clock: the one figure of how long the reservoir lasts.
+    wall = clinical.wall_of_clock(status.get("clock"))
+
+    def when(days: Any) -> str:
+        text = projected_days(days)
+        if wall is not None and type(days) is int and days >= 0:
+            text += " (%s)" % clinical.date_text(wall + days * DAY_MS)
+        return text
+
+    return "low level in %s, empty in %s, worst case" % (when(status.get("days_to_low")),
+                                                        when(status.get("days_to_empty")))
+
+
+def bolus_row(status: dict[str, Any]) -> str | None:
+    b = status.get("bolus")
+    if not isinstance(b, dict):
+        return None
+    kind = b.get("kind")
+    if kind == "bridge":
+        left = int(status.get("bridge_nl") or 0)
+        text = "bridge: %s of the old drug still in the line, given at its own strength" % ml(left)
+        rate_nl = int(status.get("rate_nl_per_day") or 0)
+        if rate_nl > 0 and left:
+            text += "; about %s more at this rate" % hmm(left * DAY_MS // rate_nl)
+        return text
+    if kind == "prime":
+        return "priming: %s of %s strokes confirmed (the basal waits)" % (b.get("strokes_confirmed"),
+                                                                          b.get("strokes_total"))
+    text = "%s: %s of %s strokes confirmed" % (kind, b.get("strokes_confirmed"), b.get("strokes_total"))
+    if b.get("requested_ng"):
+        text += ", %s of %s" % (drug(int(b.get("delivered_ng") or 0)), drug(int(b["requested_ng"])))
+    return text
+
+
+def titration_row(status: dict[str, Any]) -> str | None:
+    left = status.get("titration_in_ms")
+    if type(left) is not int:
+        return None
+    text = "due in %s" % hmm(left)
+    wall = clinical.wall_of_clock(status.get("clock"))
+    if wall is not None:
+        text += " (at %s)" % clinical.wall_text(wall + left)
+    return text
 
 
 def sensors(status: dict[str, Any]) -> str:
@@ -245,15 +284,23 @@ def styled_status_rows(status: dict[str, Any]) -> list[tuple[str, str, str]]:
     # final summary share them (status_fields drops the style).
     stopped = status["state"] == "stopped"
     rows = [
-        ("Time", sim_time(status["up_day"], status["up_ms"]) + " since power-up", ""),
-        ("Pump", pump_state(status), "high" if stopped else ""),
+        ("Clock", clock_row(status), ""),
+        ("Pump", pump_state(status), "high" if stopped else ("medium" if status.get("paused") else "")),
         ("Program", program(status), ""),
         ("Rate", rate(status), ""),
-        ("Delivered", "%s  %s" % (ml(status["delivered_nl"]), drug(status["delivered_ng"])), ""),
+    ]
+    extra = bolus_row(status)
+    if extra:
+        rows.append(("Bolus", extra, ""))
+    extra = titration_row(status)
+    if extra:
+        rows.append(("Titration", extra, ""))
+    rows += [
+        ("Delivered", "%s  %s  since the last fill" % (ml(status["delivered_nl"]), drug(status["delivered_ng"])), ""),
         ("Reservoir", reservoir(status), ""),
     ]
     if "days_to_empty" in status:
-        rows.append(("Days left", projection(status), ""))
+        rows.append(("Refill", projection(status), ""))
     rows.append(("Strokes", strokes(status), ""))
     if "pressure_mbar" in status or "battery_mv" in status:
         rows.append(("Sensors", sensors(status), ""))
@@ -267,13 +314,21 @@ def status_fields(status: dict[str, Any]) -> list[tuple[str, str]]:
     return [(label, text) for label, text, _ in styled_status_rows(status)]
 
 
+def status_time(status: dict[str, Any]) -> str:
+    # a status frame's moment: its wall clock, else the pump's time since power-up
+    return clinical.when_text(status, clinical.wall_of_clock(status.get("clock")))
+
+
 def plain_line(status: dict[str, Any]) -> str:
     # One status frame as one line, for logs and pipes.
+    if "days_to_empty" in status:
+        lasts = "empty in %s worst case" % projected_days(status.get("days_to_empty"))
+    else:
+        lasts = days_left(status["reservoir_nl"], status["rate_nl_per_day"])
     line = "%s  %s  %s  rate %s  delivered %s %s  reservoir %s (%s)  strokes %s" % (
-        sim_time(status["up_day"], status["up_ms"]), pump_state(status), program(status),
+        status_time(status), pump_state(status).split(":")[0], program(status),
         ml_per_day(status["rate_nl_per_day"]), ml(status["delivered_nl"]),
-        drug(status["delivered_ng"]), ml(status["reservoir_nl"]),
-        days_left(status["reservoir_nl"], status["rate_nl_per_day"]), strokes(status))
+        drug(status["delivered_ng"]), ml(status["reservoir_nl"]), lasts, strokes(status))
     extra = alarm_summary(status)
     return line + ("  " + extra if extra else "")
 
@@ -286,27 +341,19 @@ class Bucket(NamedTuple):
     programmed_ng_per_day: int
 
 
-def ng_per_stroke(status: dict[str, Any]) -> int:
-    # The drug in one stroke of the reservoir's contents (0 before the first stroke):
-    # the stroke's volume from the counters, at the reservoir's concentration.
-    n = status.get("strokes_confirmed") or 0
-    if n <= 0 or not status.get("delivered_nl"):
-        return 0
-    return status["delivered_nl"] // n * status.get("conc_ug_per_ml", 0) // 1000
-
-
 class DoseHistory:
     """Delivered and programmed drug per interval between status frames.
 
     Delivered is the change of the status's `delivered_ng` (drug that left the catheter
-    tip, boluses included). Programmed, while the pump runs, is the basal strokes that
-    fell due (`strokes_programmed`) times the drug in a stroke, so a flex step inside an
-    interval counts where it falls; where that cannot be told (a fill in between, no
-    stroke yet) it is the basal rate at the start of the interval. While an alarm has
-    delivery stopped the pump reports rate 0 and no strokes fall due, so the last running
-    rate is held: the chart then shows what the patient is missing. Idle (no program)
-    programs nothing. A fill restarts the pump's counters; a restart of the pump
-    (its time goes back) joins the new run after the old one, as if no time passed.
+    tip, boluses included). Programmed, while the pump runs, is the basal rate the status
+    reports (`rate_ng_per_day`: the flex step, or keep-open while paused) over the
+    interval; where the rate changed between two frames (a flex step, a titration) the
+    change is taken half-way. While an alarm has delivery stopped the pump reports rate 0,
+    so the last running rate is held: the chart then shows what the patient is missing.
+    Idle (no program) programs nothing. A fill restarts the pump's counters; a restart of
+    the pump (its time goes back) joins the new run after the old one, as if no time
+    passed, and the interval across it is left out (after a restart the pump's count
+    jumps by its lease, docs/protocol.md).
     """
 
     def __init__(self, kept: int = HISTORY_KEPT) -> None:
@@ -343,13 +390,10 @@ class DoseHistory:
     def _programmed(self, prev: dict[str, Any], status: dict[str, Any], dt: int) -> int:
         # The drug programmed over the interval from prev to status, in ng * DAY_MS (a
         # rate in ng/day times ms).
-        if prev["state"] == "running" and status["state"] == "running":
-            due = status.get("strokes_programmed", 0) - prev.get("strokes_programmed", 0)
-            per = ng_per_stroke(status)
-            if due >= 0 and per:
-                return due * per * DAY_MS
         if prev["state"] == "running":
-            return int(prev.get("rate_ng_per_day", 0)) * dt
+            r0 = int(prev.get("rate_ng_per_day", 0))
+            r1 = int(status.get("rate_ng_per_day", 0)) if status["state"] == "running" else r0
+            return (r0 + r1) * dt // 2
         if prev["state"] == "stopped":
             return self.held * dt
         return 0
@@ -412,7 +456,8 @@ def nice_top(value: int) -> int:
 
 def bar_chart(columns: list[Bucket | None], rows: int, top: int, ascii: bool = False) -> list[str]:
     """The plot area, top row first: a bar per column for delivered, in eighths of a row,
-    and a mark at the programmed level where the bar does not reach it."""
+    and the programmed level marked in every column, over the bar: above a bar that falls
+    short, across one that reaches past it (a bolus), on top of one that reaches it."""
     bars = BARS_ASCII if ascii else BARS
     mark = "-" if ascii else "─"
     out = []
@@ -428,7 +473,7 @@ def bar_chart(columns: list[Bucket | None], rows: int, top: int, ascii: bool = F
                 continue
             bar, prog = c
             fill = min(max(bar - base, 0), 8)
-            if fill == 0 and prog > base and (prog - 1) // 8 == row:
+            if prog > 0 and (prog - 1) // 8 == row:
                 cells.append(mark)
             else:
                 cells.append(bars[fill])
@@ -449,7 +494,7 @@ def dose_chart(history: DoseHistory, width: int, rows: int, ascii: bool = False)
     if not buckets:  # as tall as the chart will be, so that nothing below it moves
         return ["Dose: the chart starts at the second status frame"] + [""] * (rows + 1)
     full, mark = ("#", "-") if ascii else ("█", "─")
-    title = "Dose per %s, ug/day:  %s delivered  %s programmed basal" % (duration_ms(size), full, mark)
+    title = "Dose per %s, %s/day:  %s delivered  %s programmed basal" % (duration_ms(size), UG, full, mark)
     peak = max(max(b.delivered_ng_per_day, b.programmed_ng_per_day) for b in buckets if b is not None)
     top = nice_top(peak)
     plot = bar_chart(buckets, rows, top, ascii)
@@ -534,9 +579,13 @@ class Dashboard:
     def __init__(self, title: str, ascii: bool | None = None) -> None:
         self.title = title
         self.status: dict[str, Any] | None = None
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        # (event body, its wall clock or None), newest last
+        self.events: collections.deque[tuple[dict[str, Any], int | None]] = collections.deque(maxlen=EVENTS_KEPT)
         self.statuses = 0
         self.history = DoseHistory()
+        self.placer = clinical.LivePlacer()
+        # a warning the console puts under the title (a silent port), or None
+        self.note: str | None = None
         # ASCII chart when the output cannot carry block characters (a C-locale terminal)
         self.ascii = not can_draw_blocks(sys.stdout.encoding) if ascii is None else ascii
 
@@ -544,11 +593,12 @@ class Dashboard:
         # Returns the frame's kind when the view changed ("status", "event").
         kind = body.get("t")
         if kind == "status":
+            self.placer.feed(body)
             self.status = body
             self.statuses += 1
             self.history.add(body)
         elif kind == "event":
-            self.events.append(body)
+            self.events.append((body, self.placer.feed(body)))
         else:
             return None
         return kind
@@ -563,6 +613,8 @@ class Dashboard:
             width = width if width is not None else (size[0] if size else 100)
             height = height if height is not None else (size[1] if size else None)
         head: list[tuple[str, str]] = [(self.title, "title"), ("", "")]
+        if self.note:
+            head[1:1] = [(self.note, "high")]
         if self.status is None:
             head.append(("Waiting for the first status frame...", ""))
         else:
@@ -577,7 +629,8 @@ class Dashboard:
             out += [("", "")] + [(line, "") for line in
                                  dose_chart(self.history, width, chart_rows, self.ascii)]
         out += [("", ""), ("Last events", "")]
-        out += [("  " + event_line(e), _event_style(e)) for e in events[:n_events]] or [("  none yet", "")]
+        out += [("  " + event_line(e, wall_ms=w), _event_style(e)) for e, w in events[:n_events]] or [
+            ("  none yet", "")]
         out += footer
         out = [(text[:width], style) for text, style in out]
         return out if height is None else out[:height]
@@ -611,7 +664,7 @@ class Dashboard:
             out.append("  no status frame was received")
         else:
             s = self.status
-            out.append("Last status, at %s:" % sim_time(s["up_day"], s["up_ms"]))
+            out.append("Last status, at %s (pump time %s):" % (status_time(s), sim_time(s["up_day"], s["up_ms"])))
             out += ["  %-13s %s" % row for row in status_fields(s)[1:]]
         out += ["  %-13s %s" % row for row in health.rows(with_age=False)]
         return out

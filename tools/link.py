@@ -160,12 +160,17 @@ class Reply:
 
 class Link:
     # keys: a tools.keystore.KeyStore, needed for commands that change therapy.
-    def __init__(self, port: str, baudrate: int = 115200, keys: Any = None) -> None:
-        # The baud rate means nothing to USB CDC or a pty; pyserial wants one anyway.
-        # pyserial's open() discards input already waiting, so the first bytes read may
-        # start mid-frame: the wire reader resynchronises at the next "~" or newline.
+    def __init__(self, port: str, baudrate: int = 115200, keys: Any = None, transport: Any = None) -> None:
+        # transport: what to talk through (fileno, write, close), else tools.port.open_port:
+        # the session that serves the port, or the port itself, opened exclusively
+        # (PortError says why it cannot be). pyserial's open() discards input already
+        # waiting, so the first bytes read may start mid-frame: the wire reader
+        # resynchronises at the next "~" or newline.
         self.port = port
-        self.serial = serial.Serial(port, baudrate=baudrate, timeout=0, write_timeout=2)
+        if transport is None:
+            from tools.port import open_port
+            transport = open_port(port, baudrate)
+        self.serial = transport
         self.fd = self.serial.fileno()
         os.set_blocking(self.fd, False)
         self._poll = select.poll()

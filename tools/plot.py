@@ -32,10 +32,11 @@ import os
 import sys
 from typing import Any, Iterable, NamedTuple, Sequence
 
+from tools.clinical import CLOCK_EPOCH
 from tools.dashboard import BUCKET_MS, DAY_MS, HOUR_MS, NG_PER_MG, NG_PER_UG, NL_PER_ML, PRIORITIES
 
 WIDTH_PX = 1200
-HEIGHT_PX = 1300
+HEIGHT_PX = 1500
 DPI = 100
 OCCLUSION_EXCESS_MBAR = 300  # docs/alarms.md: occlusion above this over the baseline
 RATE_BUCKETS_MAX = 200  # delivered rate from status frames: at most this many steps
@@ -43,6 +44,8 @@ STROKES_PER_BUCKET = 40  # and at least this many strokes in each (a stroke is t
 WEEKDAY_OF_DAY_0 = 5  # 2000-01-01, day 0 of the pump's wall clock, was a Saturday
 PRIORITY_COLOUR = {"high": "#d62728", "medium": "#ff7f0e", "low": "#c9a800"}
 PROGRAMMED_COLOUR = "#1f77b4"
+PAUSE_COLOUR = "#17becf"
+BOLUS_COLOUR = "#9467bd"
 DELIVERED_COLOUR = "#2ca02c"
 STOP_COLOUR = "#d62728"
 LABEL_BOX = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75}
@@ -139,14 +142,25 @@ def _runs(bodies: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 class Timeline(NamedTuple):
-    items: list[tuple[int, dict[str, Any]]]  # (ms on the joined axis, body), in order
+    items: list[tuple[int, dict[str, Any]]]  # (ms on the axis, body), in order
     restarts: list[int]  # where each run after the first begins
+    wall: bool = False  # the axis is the pump's wall clock (ms since 2000-01-01)
 
 
 def timeline(records: Sequence[dict[str, Any]], statuses: Sequence[dict[str, Any]] = ()) -> Timeline:
-    """Records and status frames on one axis: ms since the first run's power-up, each
-    run after a restart joined to the end of the one before. Status frames are matched
-    to the log's runs from the newest back (they are usually from the last session)."""
+    """Records and status frames on one axis: the pump's wall clock when every record
+    can be placed on it (tools/clinical.py), else the pump's time since the first run's
+    power-up, each run after a restart joined to the end of the one before. Status
+    frames are matched to the log's runs from the newest back (they are usually from
+    the last session)."""
+    from tools import clinical
+    walls = clinical.place_on_wall_clock(list(records) + list(statuses))
+    if records and walls and all(w is not None for w in walls):
+        boot_of = clinical.boots(list(records))
+        items = sorted(zip(walls, list(records) + list(statuses)), key=lambda tb: tb[0])
+        restarts = [int(w) for w, b, boot in zip(walls, records, boot_of)
+                    if b.get("ev") == "power_up" and boot > 0]
+        return Timeline([(int(t), b) for t, b in items], restarts, True)
     rec = _runs(records)
     st = _runs(statuses)
     n = max(len(rec), len(st))
@@ -266,6 +280,7 @@ class Model:
 
     def __init__(self, tl: Timeline) -> None:
         self.restarts = tl.restarts
+        self.wall = tl.wall
         self.t_start = tl.items[0][0] if tl.items else 0
         self.t_end = tl.items[-1][0] if tl.items else 0
         self.statuses = [(t, b) for t, b in tl.items if b.get("t") == "status"]
@@ -275,6 +290,7 @@ class Model:
         self.programmed: list[Step] = []
         self.running: list[Step] = []
         self.stops: list[Span] = []
+        self.pauses: list[Span] = []
         self.boluses: list[tuple[int, int, dict[str, Any], dict[str, Any] | None]] = []
         self.bolus_steps: list[Step] = []  # drug the boluses gave
         self.bolus_asked: list[Step] = []  # drug they were asked for
@@ -302,6 +318,7 @@ class Model:
         bolus_open: dict[str, Any] | None = None
         bolus_t0 = 0
         silence_open: int | None = None
+        pause_t0 = 0
         open_alarms: dict[str, tuple[int, str]] = {}
         changes: list[tuple[int, Schedule | None, bool, int, tuple[int, int] | None]] = []
 
@@ -328,14 +345,19 @@ class Model:
                 self.program_changes.append(t)
                 note_change(t)
             elif ev == "pause":
+                if not paused:
+                    pause_t0 = t
                 paused = True
                 keep_open = int(b.get("keep_open_nl_per_day", keep_open) or 0)
                 note_change(t)
             elif ev == "resume":
+                if paused:
+                    self.pauses.append(Span(pause_t0, t, "paused"))
                 paused = False
                 note_change(t)
             elif ev == "clock":
-                wall_ref = (t, int(b.get("day", 0)) * DAY_MS + int(b.get("ms", 0)))
+                if not self.wall:  # (on the wall clock's axis, t is the wall clock)
+                    wall_ref = (t, int(b.get("day", 0)) * DAY_MS + int(b.get("ms", 0)))
                 note_change(t)
             elif ev == "fill":
                 self.conc = int(b.get("conc_ug_per_ml") or self.conc)
@@ -375,6 +397,8 @@ class Model:
                 self.marks.append((t, ev, b))
 
         end = max(self.t_end, self.t_start + 1)
+        if paused:
+            self.pauses.append(Span(pause_t0, end, "paused"))
         if not any(b["ev"] == "state" for _, b in self.events):
             # no state events (status frames alone): the frames say when it ran
             for t, st in self.statuses:
@@ -438,7 +462,7 @@ class Model:
                 continue
             # a flex week: walk its steps on the wall clock (Monday 00:00 at power-up
             # when the log never set the clock)
-            ref_t, ref_wall = wall_ref if wall_ref is not None else (0, 2 * DAY_MS)
+            ref_t, ref_wall = wall_ref if wall_ref is not None else ((0, 0) if self.wall else (0, 2 * DAY_MS))
             t = t0
             while t < t1:
                 rate, left = sched.rate_and_change(ref_wall + t - ref_t)
@@ -506,9 +530,12 @@ class Model:
         total: list[float] = []
         prev: tuple[int, dict[str, Any]] | None = None
         acc = 0.0
+        restarts = set(self.restarts)
         for t, s in self.statuses:
             if "delivered_ng" not in s:
                 continue
+            if prev is not None and any(prev[0] < r <= t for r in restarts):
+                prev = None  # across a restart the pump's count jumps by its lease: not drug given
             if prev is not None:
                 d = s["delivered_ng"] - prev[1]["delivered_ng"]
                 d = s["delivered_ng"] if d < 0 else d
@@ -518,6 +545,8 @@ class Model:
             times.append(t)
             total.append(acc)
             prev = (t, s)
+        if len(times) < 2 or not intervals:
+            return [], [], []
         if not intervals:
             return [], times, total
         periods = sorted(t1 - t0 for t0, t1, _ in intervals)
@@ -557,65 +586,152 @@ def render_png(records: Sequence[dict[str, Any]], path: str, status: Sequence[di
                width_px: int = WIDTH_PX, height_px: int = HEIGHT_PX, title: str | None = None) -> str:
     """Draw the log `records` (event bodies with `ev`, `up_day`, `up_ms`) and the status
     frames `status` (optional; status dicts among `records` count too) as a PNG of
-    width_px x height_px at `path`. Returns path. PlotError when there is nothing to
-    plot."""
+    width_px x height_px at `path`, readable by its owner only (it is health data, like
+    the log export). Returns path. PlotError when there is nothing to plot. The PNG
+    carries, in a text chunk `pump-plot`, what it drew where (panels, their scales, the
+    lines and labels): tests and tools read it back."""
+    import io
+    from tools.keystore import write_private
+    model = _model(records, status)
+    fig, meta = _figure(model, width_px, height_px, title)
+    out = io.BytesIO()
+    fig.savefig(out, dpi=DPI, format="png", metadata={"pump-plot": json.dumps(meta, sort_keys=True)})
+    write_private(path, out.getvalue())
+    return path
+
+
+def _model(records: Sequence[dict[str, Any]], status: Sequence[dict[str, Any]] | None) -> "Model":
     recs = [r for r in records if isinstance(r, dict) and "ev" in r and r.get("t") != "status"]
     stats = [s for s in (status or []) if isinstance(s, dict)]
     stats += [r for r in records if isinstance(r, dict) and r.get("t") == "status"]
     if not recs and not stats:
         raise PlotError("nothing to plot: the log has no records (and there are no status frames)")
-    model = Model(timeline(recs, stats))
-    fig = _figure(model, width_px, height_px, title)
-    fig.savefig(path, dpi=DPI, format="png")
-    return path
+    return Model(timeline(recs, stats))
 
 
-def _figure(m: Model, width_px: int, height_px: int, title: str | None) -> Any:
+def render_svg(records: Sequence[dict[str, Any]], status: Sequence[dict[str, Any]] | None = None,
+               width_px: int = WIDTH_PX, height_px: int = HEIGHT_PX, title: str | None = None) -> str:
+    # The same picture as SVG text, for the visit report (tools/report.py).
+    import io
+    model = _model(records, status)
+    fig, _ = _figure(model, width_px, height_px, title)
+    out = io.StringIO()
+    fig.savefig(out, format="svg")
+    return out.getvalue()
+
+
+def _figure(m: "Model", width_px: int, height_px: int, title: str | None) -> tuple[Any, dict[str, Any]]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     lanes = _alarm_lanes(m)
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(5, 1, sharex=True,
-                        gridspec_kw={"height_ratios": [3, 2.2, 1.8, 1.8, max(1.4, 0.28 * len(lanes) + 0.5)]})
+    axes = fig.subplots(6, 1, sharex=True, gridspec_kw={
+        "height_ratios": [3, 1.4, 2.2, 1.8, 1.6, max(1.4, 0.28 * len(lanes) + 0.5)]})
     span = max(m.t_end - m.t_start, HOUR_MS)
-    unit_ms, unit = (HOUR_MS, "h") if span <= 2 * DAY_MS else (DAY_MS, "days")
+    if m.wall:
+        import matplotlib.dates as mdates
+        epoch = mdates.date2num(CLOCK_EPOCH)
 
-    def x(t: float) -> float:
-        return t / unit_ms
+        def x(t: float) -> float:
+            return epoch + t / DAY_MS
+    else:
+        unit_ms = HOUR_MS if span <= 2 * DAY_MS else DAY_MS
+
+        def x(t: float) -> float:
+            return t / unit_ms
 
     _dose_panel(axes[0], m, x)
-    _cumulative_panel(axes[1], m, x)
-    _reservoir_panel(axes[2], m, x)
-    _pressure_panel(axes[3], m, x)
-    _alarm_panel(axes[4], m, x, lanes)
-    for ax in axes[:4]:
+    _bolus_panel(axes[1], m, x)
+    _cumulative_panel(axes[2], m, x)
+    _reservoir_panel(axes[3], m, x)
+    _pressure_panel(axes[4], m, x)
+    _alarm_panel(axes[5], m, x, lanes)
+    for ax in axes[:5]:
         for s in m.stops:
             ax.axvspan(x(s.t0), x(s.t1), color=STOP_COLOUR, alpha=0.08, lw=0)
+        for s in m.pauses:
+            ax.axvspan(x(s.t0), x(s.t1), color=PAUSE_COLOUR, alpha=0.10, lw=0)
         ax.grid(True, alpha=0.3)
     for ax in axes:
         for t in m.restarts:
             ax.axvline(x(t), color="#555555", ls="--", lw=1)
+    top = axes[0].get_ylim()[1]
+    for t in m.restarts:
+        axes[0].annotate("restart", (x(t), top), xytext=(3, -2), textcoords="offset points", fontsize=7,
+                         color="#555555", va="top", rotation=90)
     pad = span * 0.01
     axes[-1].set_xlim(x(m.t_start - pad), x(m.t_start + span + pad))
-    axes[-1].set_xlabel("pump time since power-up, %s%s" % (
-        unit, " (restarts joined: time without power is not shown)" if m.restarts else ""))
+    if m.wall:
+        import matplotlib.dates as mdates
+        locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
+        axes[-1].xaxis.set_major_locator(locator)
+        axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        axes[-1].set_xlabel("the pump's wall clock" + (
+            " (after a restart it restarts from the clock it stored: time without power is missing)"
+            if m.restarts else ""))
+    else:
+        axes[-1].set_xlabel("pump time since power-up, %s (not every record can be placed on its wall clock)%s" % (
+            "h" if span <= 2 * DAY_MS else "days",
+            "; restarts joined: time without power is not shown" if m.restarts else ""))
     fig.suptitle(title or _title(m), fontsize=13)
-    return fig
+    fig.canvas.draw()
+    return fig, _metadata(fig, axes)
 
 
-def _title(m: Model) -> str:
+PANEL_NAMES = ("dose", "boluses", "drug", "reservoir", "pressure", "alarms")
+
+
+def _metadata(fig: Any, axes: Any) -> dict[str, Any]:
+    # What the picture holds, in pixels from its top left: each panel's box, its y
+    # scale, its lines (label, colour, point count) and every label's box.
+    height = fig.bbox.height
+    renderer = fig.canvas.get_renderer()
+
+    def box(bb: Any) -> list[int]:
+        return [int(bb.x0), int(height - bb.y1), int(bb.x1), int(height - bb.y0)]
+
+    panels = {}
+    texts = []
+    for name, ax in zip(PANEL_NAMES, axes):
+        lines = [{"label": str(ln.get_label()), "colour": _hex(ln.get_color()), "points": len(ln.get_xdata())}
+                 for ln in ax.get_lines() if not str(ln.get_label()).startswith("_")]
+        panels[name] = {"box": box(ax.get_window_extent()), "ylim": [float(v) for v in ax.get_ylim()],
+                        "lines": lines}
+        for t in ax.texts:
+            if t.get_text() and t.get_visible():
+                texts.append({"panel": name, "text": t.get_text(), "box": box(t.get_window_extent(renderer))})
+    return {"panels": panels, "labels": texts}
+
+
+def _hex(colour: Any) -> str:
+    from matplotlib.colors import to_hex
+    try:
+        return str(to_hex(colour))
+    except ValueError:
+        return str(colour)
+
+
+def _title(m: "Model") -> str:
+    from tools import clinical
     what = m.drug or "pump"
     if m.conc:
         what += " %d µg/mL" % m.conc
-    days = (m.t_end - m.t_start) / DAY_MS
-    parts = ["%s: %.1f days" % (what, days), "%d log records" % len(m.events)]
+    if m.wall:
+        when = "%s to %s" % (clinical.wall_text(m.t_start), clinical.wall_text(m.t_end))
+    else:
+        when = "%.1f days" % ((m.t_end - m.t_start) / DAY_MS)
+    parts = ["%s: %s" % (what, when), _count(len(m.events), "log record")]
     if m.statuses:
-        parts.append("%d status frames" % len(m.statuses))
+        parts.append(_count(len(m.statuses), "status frame"))
     if m.restarts:
-        parts.append("%d restart%s" % (len(m.restarts), "" if len(m.restarts) == 1 else "s"))
+        parts.append(_count(len(m.restarts), "restart"))
     return ", ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
 
 
 def _stairs(ax: Any, steps: Sequence[Step], x: Any, scale: float, **kw: Any) -> None:
@@ -633,18 +749,21 @@ def _stairs(ax: Any, steps: Sequence[Step], x: Any, scale: float, **kw: Any) -> 
 
 
 def _dose_panel(ax: Any, m: Model, x: Any) -> None:
-    ax.set_title("Dose rate: programmed vs delivered", loc="left", fontsize=10)
+    # The basal alone, on a scale the basal sets: boluses have their own panel below, so a
+    # spike never flattens the basal.
+    ax.set_title("Basal dose rate: programmed vs delivered (boluses below)", loc="left", fontsize=10)
     ax.set_ylabel("µg/day")
     steps, _, _ = m.delivered_from_status()
+    steps = _minus_boluses(steps, m.bolus_steps)
     # a schedule that changes within the delivered rate's buckets is compared by its
     # mean over the same buckets; the schedule itself is then drawn faint
     means = bool(steps) and any(p.t1 - p.t0 < steps[0].t1 - steps[0].t0 for p in m.programmed)
     _stairs(ax, m.programmed, x, NG_PER_UG, color=PROGRAMMED_COLOUR, lw=1 if means else 2,
-            alpha=0.35 if means else 1, label="programmed (basal)")
+            alpha=0.35 if means else 1, label="programmed basal")
     if steps:
         per = _bucket_name(steps)
         _stairs(ax, steps, x, NG_PER_UG, color=DELIVERED_COLOUR, lw=1.2,
-                label="delivered (status frames, mean per %s)" % per)
+                label="delivered basal (status frames less boluses, mean per %s)" % per)
         if means:
             ct, cv = cumulative(m.programmed)
             mean_steps = [Step(s.t0, s.t1, (_interp(ct, cv, s.t1) - _interp(ct, cv, s.t0)) * DAY_MS / (s.t1 - s.t0))
@@ -652,25 +771,67 @@ def _dose_panel(ax: Any, m: Model, x: Any) -> None:
             _stairs(ax, mean_steps, x, NG_PER_UG, color=PROGRAMMED_COLOUR, lw=1.2, ls="--",
                     label="programmed, mean per %s" % per)
     else:
-        _stairs(ax, m.delivered_rebuilt(), x, NG_PER_UG, color=DELIVERED_COLOUR, lw=1.2, ls="-",
-                label="delivered (from the log: basal while running + boluses)")
+        basal = _minus_boluses(m.delivered_rebuilt(), m.bolus_steps)
+        _stairs(ax, basal, x, NG_PER_UG, color=DELIVERED_COLOUR, lw=1.2, ls="-",
+                label="delivered basal (from the log: the programmed basal while running)")
+    peak = max([p.value for p in m.programmed] + [s.value for s in steps] + [0.0]) / NG_PER_UG
+    ax.set_ylim(bottom=0, top=max(peak, 1) * 1.25)  # room for the marks
     top = ax.get_ylim()[1]
-    for t0, t1, start, end in m.boluses:
-        kind = start.get("kind") or (end or {}).get("kind") or "bolus"
-        ng = (end or {}).get("delivered_ng", start.get("requested_ng"))
-        text = kind if kind == "prime" or ng is None else "%s %s µg" % (kind, _ug(int(ng)))
-        ax.axvspan(x(t0), x(t1), color="#9467bd", alpha=0.12, lw=0)
-        ax.annotate(text, (x(t0), top), xytext=(2, -10), textcoords="offset points", fontsize=7,
-                    color="#5b3a8c", va="top", bbox=LABEL_BOX)
-    for t, b in m.titrations:
+    for i, (t, b) in enumerate(m.titrations):
         what = "%+d%%" % b["percent"] if b.get("percent") is not None else "%s µg/day" % _ug(int(b.get("daily_ng") or 0))
-        ax.plot([x(t)], [top * 0.97], marker="D", color="#e377c2", ms=6, ls="none")
-        ax.annotate("titration " + what, (x(t), top * 0.97), xytext=(5, -3), textcoords="offset points",
+        ax.plot([x(t)], [top * 0.95], marker="D", color="#e377c2", ms=6, ls="none")
+        ax.annotate("titration " + what, (x(t), top * 0.95), xytext=(5, -3 - 9 * (i % 2)), textcoords="offset points",
                     fontsize=7, va="top")
     for t in m.program_changes:
         ax.axvline(x(t), color=PROGRAMMED_COLOUR, lw=0.8, ls=":")
-    ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1) * 1.12)  # room for the marks
-    _legend(ax, m, loc="best")
+    _legend(ax, m, loc="lower left")
+
+
+def _minus_boluses(steps: Sequence[Step], boluses: Sequence[Step]) -> list[Step]:
+    # A delivered rate less what the boluses gave over each step (never below 0).
+    if not steps or not boluses:
+        return list(steps)
+    bt, bv = cumulative(add_steps([boluses]))
+    out = []
+    for s in steps:
+        given = (_interp(bt, bv, s.t1) - _interp(bt, bv, s.t0)) * DAY_MS / (s.t1 - s.t0) if s.t1 > s.t0 else 0
+        out.append(Step(s.t0, s.t1, max(s.value - given, 0.0)))
+    return out
+
+
+def _bolus_panel(ax: Any, m: Model, x: Any) -> None:
+    # Each bolus as a bar of what it gave (µg) at its time, on a scale of its own;
+    # priming (no drug) as a marker. Labels stagger so that close ones do not overlap.
+    ax.set_title("Boluses: drug given (outline: asked for)", loc="left", fontsize=10)
+    ax.set_ylabel("µg")
+    width = max((m.t_end - m.t_start) / 150, 60000)
+    tops = [0.0]
+    shown = 0
+    for t0, t1, start, end in m.boluses:
+        kind = start.get("kind") or (end or {}).get("kind") or "bolus"
+        ax.axvspan(x(t0), x(max(t1, t0 + 1)), color=BOLUS_COLOUR, alpha=0.08, lw=0)
+        if kind in ("prime", "bridge"):
+            label = "priming" if kind == "prime" else "bridge"
+            ax.plot([x(t0)], [0], marker="^", color="#7f7f7f", ms=7, ls="none")
+            ax.annotate(label, (x(t0), 0), xytext=(3, 4 + 10 * (shown % 3)), textcoords="offset points",
+                        fontsize=7, color="#555555")
+            shown += 1
+            continue
+        asked = int(start.get("requested_ng") or (end or {}).get("requested_ng") or 0) / NG_PER_UG
+        given = (end or {}).get("delivered_ng")
+        given_ug = int(given) / NG_PER_UG if given is not None else None
+        ax.bar([x(t0)], [asked], width=x(t0 + width) - x(t0), color="none", edgecolor=BOLUS_COLOUR, lw=1,
+               align="edge")
+        if given_ug is not None:
+            ax.bar([x(t0)], [given_ug], width=x(t0 + width) - x(t0), color=BOLUS_COLOUR, alpha=0.8, align="edge")
+        tops.append(max(asked, given_ug or 0))
+        text = "%s %s µg" % (kind, _ug(int(given)) if given is not None else "%s asked" % _ug(int(asked * NG_PER_UG)))
+        ax.annotate(text, (x(t0), max(asked, given_ug or 0)), xytext=(2, 2 + 10 * (shown % 3)),
+                    textcoords="offset points", fontsize=7, color="#5b3a8c")
+        shown += 1
+    ax.set_ylim(bottom=0, top=max(tops) * 1.6 + 1)
+    if not m.boluses:
+        _no_data(ax, "no boluses")
 
 
 def _bucket_name(steps: Sequence[Step]) -> str:
@@ -694,6 +855,9 @@ def _legend(ax: Any, m: Model, loc: str = "lower left") -> None:
     if m.stops:
         handles.append(Patch(color=STOP_COLOUR, alpha=0.15))
         labels.append("delivery stopped")
+    if m.pauses:
+        handles.append(Patch(color=PAUSE_COLOUR, alpha=0.2))
+        labels.append("paused (keep-open rate)")
     if handles:
         ax.legend(handles, labels, loc=loc, fontsize=8, framealpha=0.85)
 
@@ -766,7 +930,7 @@ def _reservoir_panel(ax: Any, m: Model, x: Any) -> None:
     ax.set_title("Reservoir", loc="left", fontsize=10)
     ax.set_ylabel("mL")
     points = [(t, s["reservoir_nl"]) for t, s in m.statuses if "reservoir_nl" in s]
-    if points:
+    if len(points) >= 2:
         ax.plot([x(t) for t, _ in points], [v / NL_PER_ML for _, v in points], color="#1f77b4", lw=1.5,
                 label="volume left (status frames)")
     elif m.fills:
@@ -777,6 +941,10 @@ def _reservoir_panel(ax: Any, m: Model, x: Any) -> None:
         ax.plot([x(t)], [nl / NL_PER_ML], marker="o", color="#17becf", ms=6, ls="none")
         ax.annotate("fill %s mL, %d µg/mL" % (_ml(nl), conc), (x(t), nl / NL_PER_ML), xytext=(4, -10),
                     textcoords="offset points", fontsize=7)
+    if len(points) == 1:
+        (t, v), = points
+        ax.plot([x(t)], [v / NL_PER_ML], marker="o", color="#1f77b4", ms=7, ls="none",
+                label="volume left now (%s mL, the pump's count)" % _ml(v))
     if m.reservoir_points:
         ax.plot([x(t) for t, _ in m.reservoir_points], [v / NL_PER_ML for _, v in m.reservoir_points],
                 marker="s", color=PRIORITY_COLOUR["medium"], ms=5, ls="none", label="reservoir alarm")
@@ -786,7 +954,7 @@ def _reservoir_panel(ax: Any, m: Model, x: Any) -> None:
     if m.floor_nl:
         ax.axhline(m.floor_nl / NL_PER_ML, color=PRIORITY_COLOUR["high"], ls=":", lw=1.2,
                    label="empty floor %s mL" % _ml(m.floor_nl))
-    if not (points or m.fills or m.reservoir_points):
+    if not (points or m.fills or m.reservoir_points):  # (a single status frame draws its point)
         _no_data(ax, "no reservoir figures in the log")
     ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 0.1) * 1.1)
     _legend(ax, m, loc="best")

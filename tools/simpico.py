@@ -63,9 +63,79 @@ KEYS_FILE = "keys"  # in the flash directory (docs/security.md)
 _live: "weakref.WeakSet[SimPico]" = weakref.WeakSet()
 
 
+DEVICE_ID_FILE = ".sim-device-id"  # boards/sim: the simulated Pico's unique id, beside its flash
+# Options that set up a simulated Pico: given with --port, they would do nothing.
+SIM_ONLY_OPTIONS = ("--speed", "--program", "--program-file", "--clock", "--seed", "--fault",
+                    "--random-faults", "--fill-ml", "--status-ms", "--flash")
+
+
 def sim_dev(seed: int) -> str:
-    # The simulated Pico's device id: its seed makes it (a Pico's is its flash id).
+    # The id of a simulated Pico whose flash names none (boards/sim): its seed makes it.
     return "sim-%d" % seed
+
+
+def new_sim_dev(seed: int) -> str:
+    # A fresh simulated Pico's id: unique, as every RP2040's is, so that two simulated
+    # pumps of one seed never share keys in a key store; the seed stays readable in it.
+    return "sim-%d-%s" % (seed, os.urandom(3).hex())
+
+
+def parse_fill_ml(text: object) -> int:
+    # "18.5" (mL) -> nL, exactly; ValueError says what is allowed
+    from decimal import Decimal, InvalidOperation
+    try:
+        d = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ValueError("--fill-ml %r: expected a volume in mL, e.g. 20 or 18.5" % (text,)) from None
+    if not d.is_finite() or d < 0:
+        raise ValueError("--fill-ml %s: expected a volume of 0 mL or more" % text)
+    nl = d.scaleb(6)
+    if nl != nl.to_integral_value():
+        raise ValueError("--fill-ml %s: at most 6 decimals (the pump counts whole nL)" % text)
+    return int(nl)
+
+
+def check_bench_set_up(program: str, fill_nl: int) -> None:
+    # What the simulated Pico's first boot does with --program and --fill-ml, done first
+    # by a pump core on the host, so a typo fails here with the reason in clinical
+    # units, not as a firmware that exits. ValueError says why.
+    from tools import clinical, programfile
+    head = programfile.board("sim").head
+    cap = head.reservoir_capacity_nl
+    if fill_nl > cap:
+        raise ValueError("--fill-ml %s: the simulated Pico's reservoir holds at most %s"
+                         % (clinical.decimal(fill_nl, 6), clinical.ml(cap)))
+    if not program:
+        return
+    drug, conc, dose = parse_program(program)
+    from pump.core import Pump
+    pump = Pump(head)
+    pump.power_up(0)
+    reason = pump.set_clock(0, 8766, 0)
+    if reason is None and fill_nl:
+        reason = pump.fill(0, fill_nl, conc)
+    if reason is None:
+        reason = pump.set_program(0, {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose})
+    if reason is not None:
+        raise ValueError("--program %s: the pump would refuse it: %s" % (program, clinical.reason_text(reason)))
+
+
+def sim_keys(store: object, sim: "SimPico", roles: object, keep: bool = True) -> dict[str, bytes] | None:
+    # Keys for a simulated Pico's flash, recorded in `store` (tools.keystore.KeyStore):
+    # with keep, a kept flash whose keys file the store still matches keeps its keys
+    # (returns None: leave the file); else fresh keys for `roles`, to write before boot.
+    from pump import auth
+    if keep and sim._flash_arg:
+        try:
+            with open(os.path.join(sim._flash_arg, KEYS_FILE), "rb") as f:
+                on_flash, problem = auth.parse_keys(f.read(), sim.dev)
+        except OSError:
+            on_flash, problem = {}, "none"
+        entry = store.load(sim.dev)  # type: ignore[attr-defined]
+        if not problem and on_flash and entry is not None and entry.keys == on_flash:
+            return None
+    keys: dict[str, bytes] = store.provision(sim.dev, roles)  # type: ignore[attr-defined]
+    return keys
 
 
 def find_micropython() -> str:
@@ -170,7 +240,7 @@ class SimPico:
 
     def __init__(self, speed: int = DEFAULT_SPEED, days: int = 0,
                  program: str = DEFAULT_PROGRAM, seed: int = 1,
-                 status_ms: int | None = None, fill_ml: int = 20,
+                 status_ms: int | None = None, fill_ml: object = 20,
                  flash: str | None = None, micropython: str | None = None,
                  heap: str = HEAP, program_file: str | None = None,
                  clock: str = DEFAULT_CLOCK, faults: tuple[str, ...] | list[str] = (),
@@ -191,6 +261,7 @@ class SimPico:
                          "clock": list(parse_clock(clock))}
         for spec in faults:
             parse_fault(spec)
+        self.fill_nl = parse_fill_ml(fill_ml)
         self.faults = list(faults)
         self.random_faults = random_faults
         self.speed = speed
@@ -203,6 +274,7 @@ class SimPico:
         self.micropython = micropython or find_micropython()
         self.heap = heap
         self._flash_arg = flash
+        self.dev = self._device_id(flash, seed)
         self.flash = ""
         self.port = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -223,6 +295,9 @@ class SimPico:
         self.flash = os.path.abspath(self._flash_arg) if self._flash_arg else \
             os.path.join(self._scratch, "flash")
         _live.add(self)
+        os.makedirs(self.flash, exist_ok=True)
+        with open(os.path.join(self.flash, DEVICE_ID_FILE), "w") as f:
+            f.write(self.dev + "\n")
         self._fw_master, self._fw_slave = os.openpty()
         self._client_master, client_slave = os.openpty()
         # Raw both ends a byte crosses: no echo (input would come back as output), no
@@ -267,10 +342,22 @@ class SimPico:
     def start(self) -> "SimPico":
         return self.launch()
 
-    @property
-    def dev(self) -> str:
-        # the simulated Pico's device id (boards/sim), which its keys are bound to
-        return sim_dev(self.seed)
+    @staticmethod
+    def _device_id(flash: str | None, seed: int) -> str:
+        # the simulated Pico's device id (boards/sim), which its keys are bound to: the
+        # one a kept flash names, else a new unique one (a flash from before ids were
+        # kept there has the seed's)
+        if flash:
+            try:
+                with open(os.path.join(flash, DEVICE_ID_FILE)) as f:
+                    named = f.read().strip()
+                if named:
+                    return named
+            except OSError:
+                pass
+            if os.path.exists(os.path.join(flash, "state")):
+                return sim_dev(seed)
+        return new_sim_dev(seed)
 
     def write_keys(self, keys: dict[str, bytes]) -> str:
         # The pump's `keys` file in the flash directory, as provisioning writes it on a
@@ -287,7 +374,7 @@ class SimPico:
                 os.path.join(build_mpy.SIM_DIR, "main.py"),
                 "--speed", str(self.speed), "--days", str(self.days),
                 "--seed", str(self.seed), "--flash", self.flash,
-                "--fill-ml", str(self.fill_ml), "--link", "stdio"]
+                "--fill-nl", str(self.fill_nl), "--link", "stdio"]
         if self.plan is not None:
             args += ["--program-json", os.path.join(self._scratch or ".", "program.json")]
         elif self.program:
@@ -475,8 +562,9 @@ def add_sim_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--random-faults", type=int, default=0, metavar="N",
                     help="N faults drawn from --seed within --days (or 30 days); "
                          "tools.simpico lists them on stderr")
-    ap.add_argument("--fill-ml", type=int, default=20,
-                    help="reservoir fill on a fresh flash, mL (default %(default)s)")
+    ap.add_argument("--fill-ml", default="20", metavar="ML",
+                    help="reservoir fill on a fresh flash, mL, e.g. 18.5 (default %(default)s; 0: programmed "
+                         "but empty, for a first fill from the console)")
     ap.add_argument("--status-ms", type=int, default=None,
                     help="simulated ms between status frames (default: about %d a real "
                          "second, a whole number a day; 6 h at --speed 0)" % FRAMES_PER_REAL_S)
@@ -501,11 +589,12 @@ def check_sim_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> 
             ap.error("--fault %s: %s" % (spec, e))
     if opts.random_faults < 0:
         ap.error("--random-faults must be 0 or more")
-    if opts.program:
-        try:
-            parse_program(opts.program)
-        except ValueError as e:
-            ap.error(str(e))
+    try:
+        fill_nl = parse_fill_ml(opts.fill_ml)
+        if not opts.program_file:
+            check_bench_set_up(opts.program or DEFAULT_PROGRAM, fill_nl)
+    except ValueError as e:
+        ap.error(str(e))
     try:
         parse_clock(opts.clock)
     except ValueError as e:
@@ -540,10 +629,23 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tools.simpico",
         description="Run the simulated Pico; its USB serial is the pty path printed first.")
     add_sim_options(ap)
+    ap.add_argument("--keys", metavar="DIR", default=None,
+                    help="a host key store (tools.console --keys): the pump's command keys go into its flash "
+                         "before it boots and into this store, so consoles with --keys DIR can command it (a "
+                         "kept --flash whose keys the store matches keeps them)")
     opts = ap.parse_args(argv)
     check_sim_options(ap, opts)
     raise_on_termination()
     sim = sim_from_options(opts, opts.status_ms or status_period_ms(opts.speed))
+    if opts.keys:
+        from tools.keystore import ROLES, KeyStore, KeyStoreError
+        store = KeyStore(opts.keys)
+        try:
+            sim.keys = sim_keys(store, sim, list(ROLES))
+        except KeyStoreError as e:
+            print("simpico: %s" % e, file=sys.stderr)
+            return 2
+        print("simpico: the keys of pump %s are in %s" % (sim.dev, store.path(sim.dev)), file=sys.stderr)
     if opts.random_faults:
         # the schedule the firmware will draw from the same seed (boards/sim/faults.py)
         from boards.sim.faults import random_schedule
@@ -553,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         sim.open()
         print(sim.port, flush=True)
         sim.launch()
-        print("simpico: simulated Pico (pid %s) on %s; Ctrl-C stops it" % (sim.pid, sim.port),
+        print("simpico: simulated Pico %s (pid %s) on %s; Ctrl-C stops it" % (sim.dev, sim.pid, sim.port),
               file=sys.stderr, flush=True)
         while sim.poll() is None:
             try:

@@ -121,7 +121,7 @@ class Board:
 
     def __init__(self, storage_dir, link, speed=0, seed=1, config=default_config):
         self.config = config
-        self.device_id = "sim-%d" % seed  # what the command keys are bound to
+        self.device_id = "sim-%d" % seed  # what the command keys are bound to ...
         self.clock = Clock(config.START_TICKS)
         line = Line()
         self.line = LineView(line, self.clock)  # the truth, as of now
@@ -132,6 +132,11 @@ class Board:
         self.pressure = PressureSensor(config, self.clock, line, self.csf, seed)
         self.battery = Battery(self.clock, seed)
         self.storage = FsStorage(storage_dir)
+        # ... unless the flash names its own: each simulated Pico made by tools.simpico
+        # gets a unique id (as every RP2040 has), kept beside the flash files
+        named = self.storage.read(self.DEVICE_ID_FILE)
+        if named:
+            self.device_id = named.decode().strip()
         self.link = Hands(link, self.head)
         self.watchdog = Watchdog()
         self.annunciator = Annunciator()
@@ -178,6 +183,7 @@ class Board:
     # The physical world outlives a reboot: the drug in the reservoir does not vanish
     # when the firmware restarts. Kept beside the flash files, invisible to the firmware.
     PHYSICS_FILE = ".sim-physics"
+    DEVICE_ID_FILE = ".sim-device-id"
 
     def save_physics(self):
         h = self.head

@@ -24,7 +24,8 @@ def parse(argv):
     ap.add_argument("--program", default="", help="DRUG:CONC_UG_PER_ML:DOSE_UG_PER_DAY, used on first boot")
     ap.add_argument("--program-json", default="", help="a JSON file {program, limits, actions, clock} made on the "
                     "host from a program file (tools/programfile.py), used on first boot instead of --program")
-    ap.add_argument("--fill-ml", type=int, default=20, help="reservoir fill on first boot")
+    ap.add_argument("--fill-ml", type=int, default=20, help="reservoir fill on first boot, whole mL")
+    ap.add_argument("--fill-nl", type=int, default=-1, help="reservoir fill on first boot, nL (instead of --fill-ml)")
     ap.add_argument("--link", default="stdio", help="stdio or null")
     ap.add_argument("--random-faults", type=int, default=0, help="this many faults drawn from --seed")
     # --fault KIND:START[:END][:NAME=VALUE...], repeatable: taken out by take_faults()
@@ -126,7 +127,7 @@ def main(argv):
     schedule_faults(board, specs, opts.random_faults, opts.seed, opts.days)
     a.start()
     if (opts.program or opts.program_json) and a.pump.program is None:
-        fill_nl = opts.fill_ml * 1000000
+        fill_nl = opts.fill_nl if opts.fill_nl >= 0 else opts.fill_ml * 1000000
         board.head.reservoir_nl = fill_nl
         if opts.program_json:
             with open(opts.program_json) as f:
