@@ -93,14 +93,17 @@ def test_bounded_watch_without_a_terminal_prints_lines_and_an_exact_summary(tmp_
     out = proc.stdout
     assert "\x1b" not in out  # no escape codes in a pipe
     # every status line; the first may say idle (sent while the bench set-up ran)
-    status_lines = [line for line in out.splitlines() if re.match(r"day \d+ [\d:]+  (running|idle)", line)]
+    # on the pump's wall clock (set on first boot to 2024-01-01 00:00); the first status
+    # may say idle, and may come before the clock was set (its time since power-up)
+    status_lines = [line for line in out.splitlines()
+                    if re.match(r"(2024-01-\d\d|day \d+) [\d:]+  (running|idle)", line)]
     assert len(status_lines) == days * 4 + 1  # every 6 simulated hours, 00:00 to the end
-    assert status_lines[-1].startswith("day %d 00:00:00" % days)
-    assert "event power_up" in out  # attached before the firmware started
+    assert status_lines[-1].startswith("2024-01-%02d 00:00:00" % (days + 1))
+    assert "event power-up 1 (fresh state, clock not set)" in out  # attached before the firmware started
     summary = out[out.index("Run ended: the simulated Pico finished its %d days" % days):]
-    assert "Last status, at day %d 00:00:00" % days in summary
+    assert "Last status, at 2024-01-%02d 00:00:00 (pump time day %d 00:00:00)" % (days + 1, days) in summary
     _check_summary(summary, days)
-    event_lines = [line for line in out.splitlines() if re.match(r"day \d+ [\d:]+  event ", line)]
+    event_lines = [line for line in out.splitlines() if re.match(r"(2024-01-\d\d|day \d+) [\d:]+  event ", line)]
     assert "Link          %d frames received, 0 lost" % (len(status_lines) + len(event_lines)) in summary
     assert "Link errors   0 bad CRC, 0 malformed, 0 garbage bytes" in summary
 
@@ -203,17 +206,17 @@ def test_live_dashboard_in_a_terminal_moves_and_ctrl_c_restores_it(tmp_path):
         tmux("set-option", "-t", "live", "remain-on-exit", "on")
 
         def time_shown():
-            m = re.search(r"Time +(day \d+ \d\d:\d\d:\d\d)", tmux.screen())
+            m = re.search(r"Clock +(\w\w\w \d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", tmux.screen())
             return m and m.group(1)
 
         first = wait_until(time_shown, 10, "the dashboard shows the pump's time")
         # the very first status may predate the bench program (sent while it was set up)
         wait_until(lambda: "Program         baclofen" in tmux.screen(), 10, "the dashboard shows the program")
         screen = tmux.screen()
-        assert "Simulated Pico on /dev/pts/" in screen
+        assert re.search(r"Simulated Pico sim-1-[0-9a-f]{6} on /dev/pts/\d+", screen)
         assert "Program         baclofen  500 µg/mL  200 µg/day" in screen
         assert "Rate            0.4 mL/day" in screen
-        assert "  clock  day=" in screen  # the last events: the clock set on first boot
+        assert "clock set to 2024-01-01 00:00 (it was not set)" in screen  # the clock set on first boot
         assert "\x1b" not in screen
         later = wait_until(lambda: (time_shown() or first) != first and time_shown(), 10,
                            "the numbers move")

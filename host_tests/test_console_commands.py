@@ -458,15 +458,17 @@ def test_jsonl_keeps_every_record_exactly():
     text = logformat.render(RECORDS, "jsonl")
     lines = text.splitlines()
     assert len(lines) == len(RECORDS)
-    assert [json.loads(line) for line in lines] == RECORDS
-    assert lines[0] == json.dumps(RECORDS[0], sort_keys=True)
+    # the records as the pump sent them, and beside them where each stands on the wall
+    # clock (unknown here: the pump's clock was never set)
+    assert [json.loads(line) for line in lines] == [dict(r, wall_clock=None) for r in RECORDS]
+    assert lines[0] == json.dumps(dict(RECORDS[0], wall_clock=None), sort_keys=True)
 
 
 def test_csv_has_fixed_columns_then_every_key_and_parses_back():
     text = logformat.render(RECORDS, "csv")
     header = text.splitlines()[0].split(",")
-    assert header[:5] == ["boot", "up_day", "up_ms", "pump_time", "ev"]
-    assert header[5:] == sorted(header[5:]) and "t" not in header
+    assert header[:6] == ["boot", "wall_clock", "up_day", "up_ms", "pump_time", "ev"]
+    assert header[6:] == sorted(header[6:]) and "t" not in header
     assert {"volume_nl", "code", "cleared", "reason", "boots"} <= set(header)
     rows = logformat.read_csv(text)
     assert [r["ev"] for r in rows] == [r["ev"] for r in RECORDS]
@@ -476,7 +478,7 @@ def test_csv_has_fixed_columns_then_every_key_and_parses_back():
     assert json.loads(rows[3]["cleared"]) == ["occlusion", "safety_limit"]
     assert rows[0]["restored"] == "false" and rows[4]["restored"] == "true"
     assert rows[5]["reason"] == 'a "quoted", comma' and rows[5]["limit"] == ""
-    assert logformat.render([], "csv") == "boot,up_day,up_ms,pump_time,ev\n"
+    assert logformat.render([], "csv") == "boot,wall_clock,up_day,up_ms,pump_time,ev\n"
 
 
 # ---- fill, prime, titrate: numbers, previews, and what is refused before sending ------------

@@ -32,7 +32,6 @@ CONSOLE = [sys.executable, "-m", "tools.console"]
 SEED = 3
 # generous: a loaded CI machine (two cores, the rest of the suite) may be slow to answer
 TIMEOUT_S = 10.0
-DEV = "sim-%d" % SEED
 
 
 @pytest.fixture(autouse=True)
@@ -106,12 +105,12 @@ def clinic(tmp_path_factory):
 def test_info_names_the_pump_and_its_keys(clinic, capsys, monkeypatch):
     rc, out, _ = clinic.run(capsys, monkeypatch, "info")
     assert rc == 0
-    assert "Pump sim-3 on /dev/pts/" in out
+    assert "Pump %s on /dev/pts/" % clinic.sim.dev in out
     assert "Keys on pump    clinician, patient" in out
-    assert "Key store       %s: clinician, patient" % clinic.store.path(DEV) in out
+    assert "Key store       %s: clinician, patient" % clinic.store.path(clinic.sim.dev) in out
     rc, out, _ = clinic.run(capsys, monkeypatch, "info", "--json")
     body = json.loads(out)
-    assert body["hello"]["dev"] == DEV and body["store_roles"] == ["clinician", "patient"]
+    assert body["hello"]["dev"] == clinic.sim.dev and body["store_roles"] == ["clinician", "patient"]
 
 
 def test_program_from_a_file_shows_the_difference_and_sends_it(clinic, capsys, monkeypatch):
@@ -125,7 +124,12 @@ def test_program_from_a_file_shows_the_difference_and_sends_it(clinic, capsys, m
     assert "Max in any 24 h        2500  ->  700 µg" in out
     assert clinic.settings()["limits"]["max_24h_ng"] == 2500000
     # answered yes: the program first, then the tighter limits
-    rc, out, err = clinic.run(capsys, monkeypatch, "program", path, "--board", "sim", stdin="y\n")
+    # 300 -> 600 µg/day doubles the daily dose: the new dose must be typed again
+    rc, out, err = clinic.run(capsys, monkeypatch, "program", path, "--board", "sim", stdin="y\n60\n")
+    assert rc == 4 and "CAUTION: the daily dose changes from 300 to 600 µg/day (x2, +100 %), more than 20 %" in out
+    assert "60 µg/day is not the new daily dose (600 µg/day)." in err and "Cancelled: nothing was sent" in err
+    assert clinic.settings()["limits"]["max_24h_ng"] == 2500000
+    rc, out, err = clinic.run(capsys, monkeypatch, "program", path, "--board", "sim", stdin="y\n600\n")
     assert rc == 0, err
     assert out.index("Program set: baclofen 2000 µg/mL") < out.index("Limits set: max rate 700 µg/day")
     settings = clinic.settings()
@@ -164,10 +168,11 @@ def test_patient_bolus_lockout_and_the_patient_key_on_a_clinician_command(clinic
     assert re.search(r"try again in (3 h|2 h 5\d min)$", err.strip()), err
     # the patient's console holds the patient key only
     patient_keys = str(tmp_path / "patient-keys")
-    assert console.main(["keys", "export", "--keys", clinic.keys_dir, "--dev", DEV, "--to", patient_keys]) == 0
+    assert console.main(["keys", "export", "--keys", clinic.keys_dir, "--dev", clinic.sim.dev, "--to",
+                         patient_keys]) == 0
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--dose-ug", "5", "--minutes", "30", "--yes",
                               keys=patient_keys)
-    assert rc == 3 and "holds only the patient key for pump sim-3, not the clinician key" in err
+    assert rc == 2 and "holds only the patient key for pump %s, not the clinician key" % clinic.sim.dev in err
     # the patient key on a clinician command: the pump says no, and logs it
     with clinic.link(KeyStore(patient_keys)) as link:
         with pytest.raises(AuthFailed) as e:
@@ -175,7 +180,7 @@ def test_patient_bolus_lockout_and_the_patient_key_on_a_clinician_command(clinic
         assert e.value.reason == "wrong_role"
         assert "the patient role may not give `bolus`" in str(e.value)
     with clinic.link(KeyStore(str(tmp_path / "empty"))) as link:
-        with pytest.raises(NotProvisioned, match="holds no keys for pump sim-3"):
+        with pytest.raises(NotProvisioned, match="holds no keys for pump %s" % clinic.sim.dev):
             link.command("ack")
 
 
@@ -369,17 +374,19 @@ def test_every_command_works_on_sim_out_of_the_box(tmp_path):
     flash = tmp_path / "flash"
     proc = cli("provision", "--sim", "--flash", str(flash), "--keys", str(keys), "--seed", "4", "--yes")
     assert proc.returncode == 0, proc.stderr
-    assert "Simulated pump sim-4 provisioned with clinician and patient keys" in proc.stdout
+    dev = (flash / ".sim-device-id").read_text().strip()
+    assert re.fullmatch(r"sim-4-[0-9a-f]{6}", dev)  # unique: two simulated pumps never share keys
+    assert "Simulated pump %s provisioned with clinician and patient keys" % dev in proc.stdout
     assert stat.S_IMODE(os.stat(flash / "keys").st_mode) == 0o600
-    stored = KeyStore(str(keys)).load("sim-4")
-    assert (flash / "keys").read_bytes() == keys_file("sim-4", stored.keys)
+    stored = KeyStore(str(keys)).load(dev)
+    assert (flash / "keys").read_bytes() == keys_file(dev, stored.keys)
     # a later run on the same flash keeps those keys, and signs with them
     proc = cli("bolus", "--sim", "--flash", str(flash), "--keys", str(keys), "--seed", "4",
                "--dose-ug", "12.5", "--minutes", "30", "--yes", "--json")
     assert proc.returncode == 0, proc.stderr
     body = json.loads(proc.stdout)
     assert body["ok"] and body["bolus_start"]["requested_ng"] == 12500
-    assert KeyStore(str(keys)).load("sim-4").keys == stored.keys
+    assert KeyStore(str(keys)).load(dev).keys == stored.keys
     # without --keys: a scratch store for the run, fresh keys, nothing left behind
     proc = cli("ack", "--sim", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -426,7 +433,7 @@ def test_fill_fills_an_empty_pump_once_then_points_to_refill(implant, capsys, mo
     assert status["conc_ug_per_ml"] == 0 and status["reservoir_nl"] == 0 and status["drug"] is None
     rc, out, err = implant.run(capsys, monkeypatch, "fill", "--json", stdin="18.5\n500\n500\ny\n")
     assert rc == 0, err
-    assert "First fill of pump sim-8: its reservoir is empty (no program yet)." in err
+    assert "First fill of pump %s: its reservoir is empty (no program yet)." % implant.sim.dev in err
     assert "First fill: 18.5 mL of 500 µg/mL (9250 µg of drug). Send? [y/N]" in err
     body = json.loads(out)
     assert body["args"] == {"volume_nl": 18500000, "conc_ug_per_ml": 500}
@@ -447,7 +454,7 @@ def test_prime_shows_the_line_and_follows_the_priming_bolus(implant, capsys, mon
     assert rc == 0, err
     rc, out, err = implant.run(capsys, monkeypatch, "prime", "--wait", "--yes")
     assert rc == 0, err
-    assert "Priming of pump sim-8 (baclofen, 500 µg/mL): the pump's tubing and the catheter" in out
+    assert "Priming of pump %s (baclofen, 500 µg/mL): the pump's tubing and the catheter" % implant.sim.dev in out
     assert "  Pump dead volume       20 µL\n  Catheter dead volume   150 µL\n" in out
     assert "  To prime               170 µL at 600 µL/h: about 17 min" in out
     assert "Priming started: 170 µL, 680 strokes over 17 min" in out  # 250 nL a stroke
@@ -465,7 +472,7 @@ def test_titrate_shows_the_doses_and_takes_effect_at_its_time(implant, capsys, m
     rc, out, err = implant.run(capsys, monkeypatch, "titrate", "--percent", "-20", "--in-min", "60", "--yes",
                                "--json")
     assert rc == 0, err
-    assert "Titration of pump sim-8 (baclofen, 500 µg/mL): -20 % on every step, in 1 h" in err
+    assert "Titration of pump %s (baclofen, 500 µg/mL): -20 %% on every step, in 1 h" % implant.sim.dev in err
     assert "  Daily dose      200 µg/day  ->  160 µg/day" in err
     assert "Titration programmed: it takes effect in 1 h." in err
     body = json.loads(out)

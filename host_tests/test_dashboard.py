@@ -41,20 +41,25 @@ def twelve_hours_with_a_stop():
 
 # ---- the chart ---------------------------------------------------------------------------
 
-def test_bars_show_delivered_and_a_mark_where_programmed_is_not_reached():
+def test_bars_show_delivered_and_the_programmed_level_over_every_bar():
+    # The programmed line never hides under the bars: it tops a bar that reaches it,
+    # crosses one that goes past it (a bolus), floats above one that falls short.
     columns = [Bucket(200000, 200000), Bucket(100000, 200000), Bucket(0, 200000), None,
                Bucket(250000, 200000), Bucket(0, 0)]
-    # 3 rows of 8 eighths up to 250 ug/day: 200 is 19 eighths, 100 is 10
+    # 3 rows of 8 eighths up to 250 µg/day: 200 is 19 eighths, 100 is 10
     assert d.bar_chart(columns, 3, 250000) == [
-        "▃── █ ",
+        "─── ─ ",
         "█▂  █ ",
         "██  █ ",
     ]
     assert d.bar_chart(columns, 3, 250000, ascii=True) == [
-        ".-- # ",
+        "--- - ",
         "#.  # ",
         "##  # ",
     ]
+    # a bolus on top of the basal: the basal's line crosses the bar
+    tall = d.bar_chart([Bucket(600000, 300000)], 3, 600000)
+    assert tall == ["█", "─", "█"]
 
 
 def test_nice_top_rounds_the_scale_up():
@@ -66,14 +71,14 @@ def test_chart_of_a_stop_shows_the_missing_dose():
     h = twelve_hours_with_a_stop()
     assert d.dose_chart(h, 40, 3) == [
         "Dose per 1 h, µg/day:  █ delivered  ─ pr",
-        "   300 ┤█████───████",
+        "   300 ┤────────────",
         "       │█████   ████",
         "     0 ┤█████   ████",
         "        12 h ago now",
     ]
     assert d.dose_chart(h, 80, 2, ascii=True) == [
         "Dose per 1 h, µg/day:  # delivered  - programmed basal",
-        "   300 |#####---####",
+        "   300 |------------",
         "     0 |#####   ####",
         "        12 h ago now",
     ]
@@ -94,17 +99,17 @@ def test_chart_buckets_widen_to_fit_the_width_and_hold_the_rate_over_a_stop():
     assert size == 12 * HOUR and start == 0 and len(columns) == 8
 
 
-def test_programmed_counts_strokes_due_and_holds_the_rate_over_a_stop():
+def test_programmed_is_the_reported_rate_and_holds_it_over_a_stop():
     h = DoseHistory()
     h.add(status(0, strokes=0, rate=300000))
-    h.add(status(HOUR, strokes=90, programmed=100, rate=100000))  # a flex step at 00:30
+    h.add(status(HOUR, strokes=90, programmed=100, rate=100000))  # a flex step within the hour
     h.add(status(2 * HOUR, "stopped", strokes=90, programmed=100))  # stopped: rate 0 reported
     h.add(status(3 * HOUR, "stopped", strokes=90, programmed=100))
     h.add(status(4 * HOUR, "idle", strokes=90, programmed=100))
     h.add(status(5 * HOUR, "idle", strokes=90, programmed=100))
-    # 100 strokes of 125 ng fell due in the first hour (90 given); the rate is that of
-    # the interval's start, held while stopped; idle programs nothing
-    assert [p // dt for _, dt, _, p in h.intervals] == [300000, 100000, 100000, 100000, 0]
+    # a change between two frames is taken half-way; the rate is held while stopped;
+    # idle programs nothing
+    assert [p // dt for _, dt, _, p in h.intervals] == [200000, 100000, 100000, 100000, 0]
     assert [ng for _, _, ng, _ in h.intervals] == [11250, 0, 0, 0, 0]
 
 
@@ -156,15 +161,15 @@ def test_alarms_in_the_plain_line_and_the_status_rows():
     rows = dict((label, text) for label, text in d.status_fields(s) if label)
     assert rows["Pump"] == "stopped (occlusion)"
     assert rows["Rate"] == "0 mL/day  0 µg/day"
-    assert rows["Reservoir"] == "19.91675 mL  9.958375 mg  (not delivering)"
-    assert rows["Days left"] == "to low 44 days, to empty 49 days (worst case)"
+    assert rows["Reservoir"] == "19.91675 mL  9.958375 mg"
+    assert rows["Refill"] == "low level in 44 days, empty in 49 days, worst case"
     assert rows["Sensors"] == "pressure 23 mbar (+4 over baseline)  battery 4.803 V"
     assert rows["Alarms"].startswith("!!! occlusion")
     running = dict(d.status_fields(status(HOUR, strokes=67, days_to_low=-1, days_to_empty=1,
                                           battery_mv=0)))
     assert running["Rate"] == "0.4 mL/day  200 µg/day"
-    assert running["Reservoir"] == "19.98325 mL  9.991625 mg  49.9 days left at this rate"
-    assert running["Days left"] == "to low over 999 days, to empty 1 day (worst case)"
+    assert running["Reservoir"] == "19.98325 mL  9.991625 mg"
+    assert running["Refill"] == "low level in over 999 days, empty in 1 day, worst case"
     assert running["Sensors"] == "pressure 23 mbar (+4 over baseline)  battery not read yet"
 
 
@@ -173,7 +178,8 @@ def test_a_status_without_the_newer_fields_still_shows():
            if k not in ("alarms", "silenced", "days_to_low", "days_to_empty", "pressure_mbar",
                         "pressure_excess_mbar", "battery_mv", "reservoir_ng", "rate_ng_per_day")}
     labels = [label for label, _ in d.status_fields(old)]
-    assert labels == ["Time", "Pump", "Program", "Rate", "Delivered", "Reservoir", "Strokes"]
+    assert labels == ["Clock", "Pump", "Program", "Rate", "Delivered", "Reservoir", "Strokes"]
+    assert dict(d.status_fields(old))["Reservoir"] == "19.98325 mL  49.9 days left at this rate"
 
 
 # ---- the whole screen ----------------------------------------------------------------------

@@ -244,13 +244,19 @@ def test_simpico_cli_sigterm_stops_everything(tmp_path):
 
 
 def test_a_firmware_that_dies_is_reported_with_its_reason(tmp_path):
-    # A dose far over the pump's limit: the firmware refuses to provision and exits 1.
+    # A dose far over the pump's limit: the command line refuses it before anything
+    # starts, with the pump's own reason in clinical units ...
     proc = subprocess.run([sys.executable, "-m", "tools.simpico", "--speed", "0",
                            "--program", "baclofen:500:999999", "--flash", str(tmp_path / "flash")],
                           cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1
-    assert "the firmware exited with status 1" in proc.stderr
-    assert "program refused: dose_ug_per_day=999999" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("--program baclofen:500:999999: the pump would refuse it: dose 999999 µg/day: outside the allowed "
+            "range 1..3000 µg/day") in proc.stderr
+    # ... and a firmware that refuses to provision (started from Python) exits 1, saying why
+    with SimPico(speed=0, program="baclofen:500:999999", flash=str(tmp_path / "f2")) as sim:
+        assert sim.wait(10) == 1
+        assert sim.wait_drained(5)
+        assert "program refused: dose_ug_per_day=999999" in sim.last_words()
     # and a crash shows its traceback
     sim = SimPico(speed=0, flash=str(tmp_path / "f3"))
     sim.plan = None

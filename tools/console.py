@@ -204,11 +204,11 @@ class Watch:
         # Take what arrived; False once the run is over (self.ending says why).
         try:
             frames = self.link.receive(timeout_s)
+            self._take(frames)
             self._probe()
         except LinkClosed:
             self.ending = "the port closed"
             return False
-        self._take(frames)
         if self.source.firmware_exited():
             self._finish_sim()
             return False
