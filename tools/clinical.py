@@ -161,13 +161,15 @@ def boots(bodies: Sequence[dict[str, Any]]) -> list[int]:
     return out
 
 
-def place_on_wall_clock(bodies: Sequence[dict[str, Any]]) -> list[int | None]:
+def place_on_wall_clock(bodies: Sequence[dict[str, Any]], extrapolate: bool = False) -> list[int | None]:
     """The wall clock (ms since 2000-01-01) of each record or status frame, in order, or
     None where the pump's clock was not set or no record tells where it stood. Anchors:
     a power_up's `wall`, a `clock` event (and, when the clock was valid before, where it
     stood just before: `moved_ms`), a status frame's `clock`. Within a boot the wall clock
     runs with the pump's time, from the last anchor before a record, else back from the
-    first after it."""
+    first after it. With extrapolate (a time axis, not what the pump's clock read), a
+    record of a boot whose clock was not set yet is placed from the boot's first set
+    clock, as the pump's elapsed time puts it."""
     boot_of = boots(bodies)
     out: list[int | None] = [None] * len(bodies)
     by_boot: dict[int, list[int]] = {}
@@ -208,6 +210,11 @@ def place_on_wall_clock(bodies: Sequence[dict[str, Any]]) -> list[int | None]:
             else:  # before the first anchor: back from it
                 w = a[3]
                 out[i] = w - (a[1] - up) if type(w) is int else None
+            if out[i] is None and extrapolate:
+                known = [x for x in anchors if type(x[2]) is int]
+                if known:
+                    near = min(known, key=lambda x: abs(x[0] - i))
+                    out[i] = near[2] + up - near[1]
     return out
 
 

@@ -154,7 +154,7 @@ def timeline(records: Sequence[dict[str, Any]], statuses: Sequence[dict[str, Any
     frames are matched to the log's runs from the newest back (they are usually from
     the last session)."""
     from tools import clinical
-    walls = clinical.place_on_wall_clock(list(records) + list(statuses))
+    walls = clinical.place_on_wall_clock(list(records) + list(statuses), extrapolate=True)
     if records and walls and all(w is not None for w in walls):
         boot_of = clinical.boots(list(records))
         items = sorted(zip(walls, list(records) + list(statuses)), key=lambda tb: tb[0])
