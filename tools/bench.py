@@ -100,6 +100,12 @@ def simulation_speed(days, image):
     return mp, cp
 
 
+def progress(text):
+    # what is being measured now, on stderr (the figures go to stdout): the whole run
+    # takes minutes, and a silent terminal looks hung
+    print("bench: %s ..." % text, file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Print the project's performance figures.")
     ap.add_argument("--days", type=int, default=90)
@@ -110,8 +116,11 @@ def main(argv=None):
         raise SystemExit("micropython is missing from the venv: run `make bench` (it installs it)")
 
     with tempfile.TemporaryDirectory() as image:
+        progress("compiling the firmware for the simulated Pico")
         sim_image(image)
+        progress("simulation speed over %d days on MicroPython and CPython" % days)
         mp, _ = simulation_speed(days, image)
+        progress("the smallest heap a %d-day run completes in (a bisection of whole runs)" % days)
         peak = smallest_heap(days, 500, 500, image)
     table("Heap on the MicroPython unix port, firmware + sim board as .mpy "
           "(8-byte pointers: the RP2040's 4-byte ones need less)",
@@ -122,6 +131,7 @@ def main(argv=None):
             "%d" % mp["heap_after_gc"] if mp else "-", "")])
 
     from tools import bench_accuracy
+    progress("dosing accuracy over %d days" % days)
     rows, overall = bench_accuracy.table(days)
     table("Dosing accuracy over %d simulated days: largest |delivered - programmed| in any window, "
           "in strokes (and %% of what the window programs)" % days,
@@ -133,6 +143,7 @@ def main(argv=None):
         "meets" if overall <= 1 else "MISSES", float(overall)))
 
     from tools import bench_alarms
+    progress("time and volume to the alarms, false alarms (several seeds)")
     t0 = time.monotonic()
     for title, header, rows, notes in bench_alarms.tables(days, quick=opts.quick):
         table(title, header, rows)
@@ -141,11 +152,13 @@ def main(argv=None):
     print("The alarm figures took %.1f s of wall time." % (time.monotonic() - t0))
 
     from tools import bench_link
+    progress("the status round trip over the pty and a fuzz campaign of the link")
     for title, header, rows, notes in bench_link.tables(quick=opts.quick):
         table(title, header, rows)
         for note in notes:
             print(note)
 
+    progress("the firmware's .mpy size")
     total, files = mpy_size()
     table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",
           ("measure", "bytes"), [("%d files" % files, "%d" % total)])
