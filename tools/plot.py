@@ -702,7 +702,8 @@ def _metadata(fig: Any, axes: Any) -> dict[str, Any]:
         for t in ax.texts:
             if t.get_text() and t.get_visible():
                 texts.append({"panel": name, "text": t.get_text(), "box": box(t.get_window_extent(renderer))})
-    return {"panels": panels, "labels": texts}
+    title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+    return {"panels": panels, "labels": texts, "title": title}
 
 
 def _hex(colour: Any) -> str:
