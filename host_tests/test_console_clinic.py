@@ -278,8 +278,10 @@ def test_make_sim_json_is_nothing_but_json_lines():
     import shutil
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # as a user runs it: not as a sub-make of `make test` (which would announce its directory)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
     proc = subprocess.run(["make", "-o", ".venv/.installed", "sim", "ARGS=--json --days 1 --speed 0"],
-                          cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     bodies = [json.loads(line) for line in proc.stdout.splitlines()]  # make's echo would not parse
     assert bodies[-1]["t"] == "summary"
@@ -320,3 +322,35 @@ def test_console_main_turns_ctrl_c_at_a_prompt_into_cancelled(monkeypatch, capsy
     monkeypatch.setitem(console._HANDLERS, "refill", interrupted)
     assert console.main(["refill", "--port", "/dev/fake"]) == console.EXIT_INTERRUPTED
     assert "`refill` was sent and no answer came yet: the pump may have carried it out" in capsys.readouterr().err
+
+
+# ---- the dashboard sample in docs/console.md is what the dashboard shows ----------------------
+
+def docs_sample():
+    # the simulated Pico 1 h 45 min after its first boot, as `make sim` shows it on 100x32
+    from tools.dashboard import Dashboard, LinkHealth
+    dash = Dashboard("Simulated Pico sim-1-3f9a2c on /dev/pts/3  (3600x, seed 1, status every 15 min)", ascii=False)
+    events = [_r(0, "power_up", boots=1, restored=False, watchdog_reset=False, clock="not_set", wall=None),
+              _r(0, "alarm", code="clock_not_set", state="raised", priority="low", restored=False),
+              _r(0, "clock", day=8766, ms=0, was_valid=False, moved_ms=None),
+              _r(0, "alarm", code="clock_not_set", state="cleared"),
+              _r(0, "fill", volume_nl=20000000, conc_ug_per_ml=500),
+              _r(0, "program", drug="baclofen", conc_ug_per_ml=500, profiles={"all": [[0, 200000]]},
+                 week=["all"] * 7),
+              _r(0, "state", state="running", reason=None)]
+    for e in events:
+        dash.feed(dict(e, t="event"))
+    for k in range(8):
+        n = k * 100 // 6  # 16.7 strokes every 15 min at 200 µg/day, 125 ng a stroke
+        dash.feed(status(up_ms=k * 900000, clock=[8766, k * 900000], strokes_programmed=n, strokes_confirmed=n,
+                         delivered_nl=n * 250, delivered_ng=n * 125, reservoir_nl=20000000 - n * 250,
+                         reservoir_ng=(20000000 - n * 250) // 2, days_to_low=45, days_to_empty=49,
+                         pressure_mbar=21, pressure_excess_mbar=3, battery_mv=4803))
+    return dash.lines(LinkHealth(12, 0, 0, 0, 0, 0.0), 100, 40)
+
+
+def test_the_dashboard_sample_in_the_docs_is_what_it_shows():
+    with open(os.path.join(ROOT, "docs", "console.md"), encoding="utf-8") as f:
+        doc = f.read()
+    block = doc.split("## The dashboard (`watch` on a terminal)", 1)[1].split("```", 2)[1].strip("\n")
+    assert block.splitlines() == [line.rstrip() for line in docs_sample()]

@@ -180,7 +180,8 @@ def test_the_firmware_dies_with_its_host_even_on_sigkill(tmp_path):
                             env=dict(os.environ, TMPDIR=str(scratch)))
     try:
         pid = int(host.stdout.readline())
-        assert firmware_processes(marker) == [pid]
+        # (the launcher may still be exec'ing micropython: its command line is empty then)
+        wait_until(lambda: firmware_processes(marker) == [pid], 5, "the firmware runs")
         host.stdin.write("\n")
         host.stdin.flush()
         assert host.wait(10) == -signal.SIGKILL
