@@ -354,3 +354,56 @@ def test_the_dashboard_sample_in_the_docs_is_what_it_shows():
         doc = f.read()
     block = doc.split("## The dashboard (`watch` on a terminal)", 1)[1].split("```", 2)[1].strip("\n")
     assert block.splitlines() == [line.rstrip() for line in docs_sample()]
+
+
+def test_a_refusal_reads_in_clinical_units():
+    from tools.link import explain
+    e = explain({"cmd": "fill", "code": "refused", "reason": "a bridge is still running: 149500 nL of older drug "
+                 "in the line", "field": "conc_ug_per_ml"})
+    out, err = io.StringIO(), io.StringIO()
+    ui = commands.Ui(type("O", (), {"json": True, "yes": False})(), stdout=out, stderr=err)
+    assert commands.report_error(e, ui, "fill") == commands.EXIT_REFUSED
+    assert "a bridge is still running: 0.1495 mL of older drug in the line" in err.getvalue()
+    assert json.loads(out.getvalue())["reason"].startswith("a bridge is still running: 149500 nL")  # exact
+
+
+def test_the_refill_compares_with_the_pumps_count_when_it_is_sent():
+    # the pump pumps on while the residual is withdrawn: the console reads its count again
+    class Pump:
+        dev = "sim-1-abcdef"
+        port = "/dev/fake"
+        counts = iter([2000000, 1990000, 1980000])
+
+        def status(self, timeout_s=3.0):
+            return {"reservoir_nl": next(self.counts), "conc_ug_per_ml": 500, "drug": "baclofen"}
+
+        def command(self, cmd, args=None, role="clinician", timeout_s=3.0):
+            raise commands.Cancelled()
+
+    opts = console.parser().parse_args(["refill", "--port", "p", "--withdrawn-ml", "1.9", "--volume-ml", "20",
+                                        "--conc", "500", "--conc-again", "500", "--yes"])
+    out = io.StringIO()
+    ui = commands.Ui(opts, stdin=io.StringIO(""), stdout=out, stderr=io.StringIO())
+    with pytest.raises(commands.Cancelled):
+        commands.cmd_refill(opts, Pump(), ui)
+    assert "The pump expects 2 mL left in the reservoir." in out.getvalue()
+    assert "The pump has delivered 0.01 mL since: it now expects 1.99 mL." in out.getvalue()
+
+
+def test_a_simulated_pico_takes_the_key_store_and_watch_on_its_port_ends_after_its_days(tmp_path):
+    keys = str(tmp_path / "keys")
+    sim = subprocess.Popen([sys.executable, "-m", "tools.simpico", "--keys", keys, "--flash", str(tmp_path / "f"),
+                            "--speed", "86400", "--status-ms", "3600000"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = sim.stdout.readline().strip()
+        proc = cli("watch", "--port", port, "--days", "1", "--json", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout.splitlines()[-1])
+        assert summary["ending"] == "1 day of the pump's time went by"
+        proc = cli("ack", "--port", port, "--keys", keys, "--json")
+        assert proc.returncode == 0, proc.stderr  # signed with the keys simpico put in the store
+    finally:
+        sim.send_signal(2)
+        _, err = sim.communicate(timeout=15)
+    assert "simpico: the keys of pump sim-1-" in err

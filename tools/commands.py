@@ -1353,7 +1353,10 @@ def report_error(e: BaseException, ui: Ui, cmd: str) -> int:
         status, code, reason = EXIT_USAGE, None, None
     else:
         raise e
-    ui.note("console: %s" % e)
+    # the pump's reasons name nL, ng and ms: a person reads mL, µg and h:mm (the JSON
+    # keeps the pump's words)
+    from tools.clinical import reason_text
+    ui.note("console: %s" % (reason_text(str(e)) if isinstance(e, CommandError) else e))
     out: dict[str, Any] = {"ok": False, "cmd": cmd, "error": str(e)}
     if code:
         out["code"] = code
