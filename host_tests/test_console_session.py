@@ -148,7 +148,8 @@ def _pixels(img, box, colour):
     want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
     x0, y0, x1, y1 = box
     crop = img.convert("RGB").crop((x0, y0, x1, y1))
-    return sum(1 for p in crop.getdata() if all(abs(p[i] - want[i]) <= 40 for i in range(3)))
+    data = crop.tobytes()
+    return sum(1 for k in range(0, len(data), 3) if all(abs(data[k + i] - want[i]) <= 40 for i in range(3)))
 
 
 def test_the_plot_read_back_has_its_lines_a_basal_scale_and_is_private(clinic, tmp_path):

@@ -592,10 +592,18 @@ def render_png(records: Sequence[dict[str, Any]], path: str, status: Sequence[di
     lines and labels): tests and tools read it back."""
     import io
     from tools.keystore import write_private
+    from PIL import Image, PngImagePlugin
     model = _model(records, status)
     fig, meta = _figure(model, width_px, height_px, title)
+    # drawn once (for the metadata's boxes); the pixels of that drawing are the PNG
+    canvas = fig.canvas
+    w, h = canvas.get_width_height()
+    img = Image.frombuffer("RGBA", (w, h), bytes(canvas.buffer_rgba()), "raw", "RGBA", 0, 1)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "python -m tools.plot")
+    info.add_text("pump-plot", json.dumps(meta, sort_keys=True))
     out = io.BytesIO()
-    fig.savefig(out, dpi=DPI, format="png", metadata={"pump-plot": json.dumps(meta, sort_keys=True)})
+    img.save(out, format="png", pnginfo=info)
     write_private(path, out.getvalue())
     return path
 
@@ -614,13 +622,14 @@ def render_svg(records: Sequence[dict[str, Any]], status: Sequence[dict[str, Any
     # The same picture as SVG text, for the visit report (tools/report.py).
     import io
     model = _model(records, status)
-    fig, _ = _figure(model, width_px, height_px, title)
+    fig, _ = _figure(model, width_px, height_px, title, measure=False)
     out = io.StringIO()
     fig.savefig(out, format="svg")
     return out.getvalue()
 
 
-def _figure(m: "Model", width_px: int, height_px: int, title: str | None) -> tuple[Any, dict[str, Any]]:
+def _figure(m: "Model", width_px: int, height_px: int, title: str | None,
+            measure: bool = True) -> tuple[Any, dict[str, Any]]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -676,6 +685,8 @@ def _figure(m: "Model", width_px: int, height_px: int, title: str | None) -> tup
             "h" if span <= 2 * DAY_MS else "days",
             "; restarts joined: time without power is not shown" if m.restarts else ""))
     fig.suptitle(title or _title(m), fontsize=13)
+    if not measure:
+        return fig, {}
     fig.canvas.draw()
     return fig, _metadata(fig, axes)
 
