@@ -165,7 +165,7 @@ def test_patient_bolus_lockout_and_the_patient_key_on_a_clinician_command(clinic
     rc, out, err = clinic.run(capsys, monkeypatch, "bolus", "--patient", "--yes")
     assert rc == 3
     assert "the pump refused `patient_bolus`: lockout" in err
-    assert re.search(r"try again in (3 h|2 h 5\d min)$", err.strip()), err
+    assert re.search(r"try again in (3 h|2 h \d+ min)$", err.strip()), err  # (however long the first took)
     # the patient's console holds the patient key only
     patient_keys = str(tmp_path / "patient-keys")
     assert console.main(["keys", "export", "--keys", clinic.keys_dir, "--dev", clinic.sim.dev, "--to",
