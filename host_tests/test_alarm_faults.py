@@ -320,9 +320,9 @@ def test_a_stall_stops_within_two_strokes_counts_nothing_and_waits_for_an_acknow
 
 @pytest.mark.parametrize("percent", [5, 10])
 def test_missed_pulses_never_make_the_head_pump_more_than_programmed(tmp_path, percent):
-    # Pulses lost for an hour: each lone miss is retried, and the retry is taken back from
-    # the next basal stroke, so the head pumps what was programmed whether the first
-    # stroke turned or not. The unconfirmed strokes are debited from what is left (they
+    # Pulses lost for an hour: after each lone miss the next stroke is the retry, nothing
+    # is commanded again, so the head pumps what was programmed whether the first stroke
+    # turned or not. The unconfirmed strokes are debited from what is left (they
     # did turn): the reservoir is never over-stated. A retry that is missed as well is a
     # stall (the next test).
     sim = Sim(tmp_path, TYPICAL)

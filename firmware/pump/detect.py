@@ -64,7 +64,10 @@ class Pressure:
             if self.same >= STUCK_SAMPLES:
                 fault = True
         else:
-            self.same = 0
+            if self.last_raw >= 0:
+                self.same = 0
+            # (after a restart with the fault: the first reading proves nothing; the
+            # sensor shows life when the next one differs from it)
             self.last_raw = raw
         mbar = (raw - self.zero_raw) * 1000 // self.raw_per_bar
         if self._noisy(mbar):
@@ -75,6 +78,17 @@ class Pressure:
         if fault:
             return False
         return self._occlusion(mbar)
+
+    def restore_fault(self):
+        # A restart while the sensor was faulty: the fault holds until the sensor proves
+        # itself again (two readings that differ, sixteen calm ones), not until the
+        # counts that found it have filled up once more.
+        self.fault = True
+        self.same = STUCK_SAMPLES
+        self.last_raw = -1
+        self.noisy = True
+        self.jumps = NOISY_JUMPS
+        self.calm = 0
 
     def _noisy(self, mbar):
         d = mbar - self.last_mbar

@@ -49,7 +49,7 @@ STALL_RETRIES = const(1)  # unconfirmed strokes are tried once more before the s
 # hesitated). Each such episode adds MISS_WEIGHT to a count that each confirmed stroke
 # takes one from; at MISS_ALARM (about 1 stroke in 100 missed, sustained) the rotor
 # sensor is alarmed: delivery is then no longer confirmed stroke by stroke.
-PRIME_LEASE_STROKES = const(4)  # the lease while priming: 1 uL of 250 nL strokes
+PRIME_LEASE_STROKES = const(4)  # the lease while priming or bridging: 1 uL of 250 nL strokes
 MISS_WEIGHT = const(100)
 MISS_ALARM = const(300)
 
@@ -73,7 +73,6 @@ _held = None  # events of a restore in progress (power_up), else None
 
 _BASAL = const(0)  # in-flight batch kinds
 _BOLUS = const(1)
-_RETRY = const(2)  # (commanded as _BASAL, but never left out by skip_strokes)
 
 
 class Engine:
@@ -163,7 +162,6 @@ class Engine:
         self.silence_until = None  # signed ticks a silence ends (None: not silenced)
         self.stall_retries = STALL_RETRIES
         self.misses = 0  # the missed-pulse count (MISS_WEIGHT)
-        self.skip_strokes = 0  # basal strokes to leave out: retries that may have doubled a stroke
         self.occlusions = []  # signed ticks of the occlusion alarms of the last hour
         self.low_nl = 2000000  # low-reservoir alarm at this volume (implantables: 1-3 mL)
         self.low_days = 7  # ... and when the worst-case projection reaches the floor this soon
@@ -860,10 +858,6 @@ class Engine:
 
     def _command(self, n, kind):
         # n strokes fell due: command those the reservoir covers and the 24 h limit allows.
-        if kind == _RETRY:
-            kind = _BASAL
-        elif self.skip_strokes and kind == _BASAL:
-            n = self._skip(n)
         room = (self.reservoir.volume_nl - self.floor_nl) // self.cfg.stroke_nl - self.in_flight
         if n > room:
             n = room if room > 0 else 0
@@ -873,11 +867,6 @@ class Engine:
             self._commit(n, kind)
         if room - n < 2:
             self._evaluate()
-
-    def _skip(self, n):
-        k = n if n < self.skip_strokes else self.skip_strokes
-        self.skip_strokes -= k
-        return n - k
 
     def _within_24h(self, n):
         # the runtime guard: count n more strokes in the 24 h window, or withhold them
@@ -948,7 +937,8 @@ class Engine:
         return kind
 
     def _retry_confirmed(self):
-        # a retry turned the rotor: the first pulse was probably missed
+        # the stroke after an unconfirmed one turned the rotor: a pulse was missed (or
+        # the motor hesitated once)
         self.stall_retries = STALL_RETRIES
         self.misses += MISS_WEIGHT
         if self.misses >= MISS_ALARM:
@@ -959,10 +949,12 @@ class Engine:
     def _give_up_in_flight(self):
         # The motor had its time and the rotor did not confirm these strokes: they are
         # counted as not delivered, but debited from what is left (they may have turned
-        # under a sensor that missed their pulse). One retry (a missed pulse or a hesitant
-        # motor), then the stall alarm. The retry is taken back from the basal strokes
-        # that come next, so a missed pulse never makes the pump deliver more than
-        # programmed; a motor that truly hesitated delivers that much less.
+        # under a sensor that missed their pulse). The next stroke the schedule makes is
+        # the retry: confirmed, the first pulse was missed (or the motor hesitated once);
+        # unconfirmed too, the motor has stalled and the alarm stops delivery. Nothing
+        # is commanded again, so a missed pulse never makes the head pump more than
+        # programmed, even for a moment; a motor that truly hesitated gives that stroke
+        # less.
         n = self.in_flight
         self.strokes_unconfirmed += n
         self.reservoir.unconfirmed(n)
@@ -977,13 +969,8 @@ class Engine:
         if self.stall_retries > 0:
             self.stall_retries -= 1
             self._event("strokes_unconfirmed", {"strokes": n, "retry": True})
-            if self.state == RUNNING:
-                k = self.in_flight
-                self._command(n, _RETRY)
-                self.skip_strokes += self.in_flight - k
         else:
             self._event("strokes_unconfirmed", {"strokes": n, "retry": False})
-            self.skip_strokes = 0  # twice unconfirmed: the motor did not turn, nothing doubled
             self._alarm(A.STALL, {"strokes": n})
         if b is not None and self.bolus is not None:
             self._bolus_progress()
@@ -1001,9 +988,10 @@ class Engine:
         self.basal.strokes = n
 
     def _lease_nl(self):
-        # The next lease: LEASE_MS of delivery at the rate running now (basal and bolus),
-        # at least a stroke, at most the config's lease_nl (priming: PRIME_LEASE_STROKES,
-        # so a restart can never push much of it twice).
+        # The next lease: lease_ms of delivery at the rate running now (basal and bolus),
+        # at least a stroke, at most the config's lease_nl; while the line holds fluid of
+        # another strength (priming, a bridge) PRIME_LEASE_STROKES, so that what a restart
+        # cannot know about the line stays a few strokes.
         stroke = self.cfg.stroke_nl
         nl = 0
         if self.basal.rate:
@@ -1013,8 +1001,8 @@ class Engine:
         cap = self.cfg.lease_nl
         if b is not None and b.clock is not None:
             nl += b.strokes_total * stroke // (b.duration_ms // self.cfg.lease_ms + 1)
-            if b.kind == PRIME:
-                cap = PRIME_LEASE_STROKES * stroke
+        if not self.line.uniform() or (b is not None and b.kind == PRIME):
+            cap = PRIME_LEASE_STROKES * stroke
         if nl > cap:
             nl = cap
         return nl if nl > stroke else stroke

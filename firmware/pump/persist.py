@@ -163,7 +163,7 @@ class Persistence:
                   self.patient_ng, self.patient_pg, self.strokes_confirmed, self.strokes_unconfirmed,
                   self.basal.strokes, self.strokes_withheld,
                   # the pressure baseline: a blocked line must not become the norm after a restart
-                  1 if self.occl.have_baseline else 0, self.occl.baseline, self.misses, self.skip_strokes,
+                  1 if self.occl.have_baseline else 0, self.occl.baseline, self.misses,
                   ticks.diff(self.titration[1], self.now) if self.titration is not None else -1,
                   self.window.pg, reserved))
         out.raw(b',"occlusions":[')
@@ -226,7 +226,7 @@ class Persistence:
                 self.program.conc_ug_per_ml = conc
             self.basal.start(self.now, 0, self.cfg.stroke_nl * self.program.conc_ug_per_ml)
         titration = t.get("titration")
-        in_ms = s["n"][15]
+        in_ms = s["n"][14]
         if titration is not None and in_ms >= 0:
             program = validate(titration, self.cfg.stroke_nl, self.cfg.max_nl_per_day)
             self.titration = (program, ticks.add(self.now, in_ms))
@@ -240,7 +240,7 @@ class Persistence:
             self.reservoir.delivered_nl = n[4]
             # what the stored reservoir may under-state: the reserve of this write (in
             # flight and leased, perhaps never turned) on top of what earlier ones left
-            self.uncertain_nl = n[3] + n[17]
+            self.uncertain_nl = n[3] + n[16]
         self.patient_ng = n[5]
         self.patient_pg = n[6]
         self.strokes_confirmed = n[7]
@@ -253,8 +253,7 @@ class Persistence:
             self.occl.baseline = n[12]
             self.occl.have_baseline = True
         self.misses = n[13]
-        self.skip_strokes = n[14]
-        self.window.pg = n[16]
+        self.window.pg = n[15]
         c = s["clock"]
         if c[0]:
             self.clock.set(c[2], c[3])
@@ -263,10 +262,12 @@ class Persistence:
         # (the clock's alarm is decided again at boot: the clock restored is not set)
         self.alarms.restore([item for item in s["alarms"] if item[0] != CODE_CLOCK])
         self.occl.occluded = self.alarms.get(A.OCCLUSION) is not None
-        self.occl.fault = self.alarms.get(A.SENSOR) is not None
+        if self.alarms.get(A.SENSOR) is not None:
+            self.occl.restore_fault()
         self.supply.band = 2 if self.alarms.get(A.END_OF_SERVICE) else (1 if self.alarms.get(A.BATTERY_LOW) else 0)
         self.line.segments = [[v, c] for v, c in s["line"]]
         self.line.volume_nl = sum(v for v, _ in s["line"])
+        self._restore_line(conc, n[16])
         self.window.restore(s["window"][1], s["window"][0])
         self.patient_times = [self._ago(ago) for ago in s["patient"]]
         self.occlusions = [self._ago(ago) for ago in s["occlusions"]]
@@ -275,7 +276,21 @@ class Persistence:
             # (the minutes it ran count from before the restart)
             self.bridge = [br[0], br[1], -(br[2] // 1440), -(br[2] % 1440) * 60000]
         if s["bolus"] is not None:
-            self._restore_bolus(s["bolus"], n[17])
+            self._restore_bolus(s["bolus"], n[16])
+
+    def _restore_line(self, conc, reserved_nl):
+        # The line as stored may lag the truth by up to the reserve (strokes in flight and
+        # leased). While it holds another strength, the lag is taken the way that can
+        # only under-deliver: if the reservoir's drug is the strongest in the line, as if
+        # the reserve had been pushed (the strong drug nearer the tip); otherwise as stored
+        # (the stronger old drug kept in the line longer). Strokes are then never sized
+        # for a weaker drug than the one leaving the tip.
+        if not reserved_nl or not self.line.holds_other(conc):
+            return
+        for seg in self.line.segments:
+            if seg[1] > conc:
+                return
+        self.line.push(reserved_nl, conc)
 
     def _restore_bolus(self, rec, reserved_nl):
         # A clinician or patient bolus ends at a restart, logged with what the state
@@ -321,7 +336,7 @@ def _from_v1(s):
     br = s.get("bridge")
     return {
         "n": [s["boots"], s["conc_ug_per_ml"], s["reservoir_nl"], 0, s["delivered_nl"], s["delivered_ng"], 0,
-              s["strokes_confirmed"], 0, 0, 0, 0 if base is None else 1, base or 0, 0, 0, -1, 0, 0],
+              s["strokes_confirmed"], 0, 0, 0, 0 if base is None else 1, base or 0, 0, -1, 0, 0],
         "clock": [1 if clock["valid"] else 0, 0, clock["day"], clock["ms"]],
         "auth": ctr, "alarms": codes, "line": s["line"], "window": [12, s["window"]],
         "patient": s["patient_ago_ms"], "occlusions": [], "bridge": br, "bolus": None,

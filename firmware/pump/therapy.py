@@ -140,6 +140,21 @@ class TherapyOps:
             return self._refuse("fill", None, "conc_ug_per_ml=%d: a change of concentration needs the line "
                                 "volumes (pump_dead_volume_nl, catheter_dead_volume_nl) in the program, to bridge "
                                 "the old drug still in the line" % conc_ug_per_ml, "conc_ug_per_ml")
+        if changed:
+            # the program counts in drug, so at a new strength it moves other volumes: it
+            # must still pass its own checks there (a patient bolus the head can give in
+            # its time), or the pump would hold a program the next boot refuses
+            fields = p.to_dict()
+            fields["conc_ug_per_ml"] = conc_ug_per_ml
+            try:
+                candidate = validate(fields, self.cfg.stroke_nl, self.cfg.max_nl_per_day)
+            except ProgramError as e:
+                return self._refuse("fill", None, "at %d ug/mL the program no longer fits: %s; set a program "
+                                    "that does first" % (conc_ug_per_ml, e.reason()), e.field)
+            refusal = guard.program_refusal(candidate, self.limits)
+            if refusal:
+                return self._refuse("fill", refusal[0], "at %d ug/mL the program breaks a limit: %s"
+                                    % (conc_ug_per_ml, refusal[1]))
         if changed and len(self.line.segments) >= LINE_CONCS_MAX:
             return self._refuse("fill", None, "a bridge is still running: %d nL of older drug in the line"
                                 % self.line.nl_unlike(old), "conc_ug_per_ml")

@@ -168,3 +168,67 @@ def test_a_state_file_of_the_previous_layout_is_restored():
     assert p.window.total_ng == 16666
     assert p.alarms.get("reservoir_low") is not None
     assert b.count("event:state_corrupt") == 0
+
+
+def test_a_stuck_pressure_sensor_stays_alarmed_across_a_restart():
+    b = _running()
+    b.advance(20 * MIN_MS)
+    b.pressure_raw = 6800  # stuck: the same reading every time
+    b.advance(70 * 54000)
+    assert b.pump.alarms.get("pressure_sensor") is not None
+    b = _cut(b)
+    b.pressure_raw = 6800
+    b.advance(10 * 54000)  # still stuck, fewer than the 64 readings that first raised it
+    assert b.pump.alarms.get("pressure_sensor") is not None
+    b.pressure_raw = None  # a live sensor again: it clears once it has shown sixteen calm readings
+    b.advance(20 * 54000)
+    assert b.pump.alarms.get("pressure_sensor") is None
+
+
+def _tip_truth_ng(strokes_after_refill, old_nl, old_conc, new_conc):
+    # drug out of the tip for the strokes turned since a refill: the line's old drug first
+    ng = 0
+    for j in range(strokes_after_refill):
+        conc = old_conc if (j + 1) * STROKE_NL <= old_nl else new_conc
+        ng += STROKE_NL * conc // 1000
+    return ng
+
+
+def test_a_restart_in_a_bridge_to_a_stronger_drug_never_over_delivers():
+    # 500 -> 2000 ug/mL with 0.2 mL of the weak drug in the line, at 200 ug/day; cut
+    # while the bridge runs. Whatever the state missed, the strokes after the restart
+    # are never sized for the weak drug while the strong one reaches the tip.
+    program = dict(BACLOFEN_500, pump_dead_volume_nl=50000, catheter_dead_volume_nl=150000)
+    for cut_after_min in (90, 233, 359):
+        b = _running(program)
+        b.advance(HOUR_MS)
+        assert b.pump.refill(b.board_now, b.pump.reservoir.volume_nl, FILL_NL, 2000, 2000, True) is None
+        t_refill = b.elapsed_ms
+        turned_at_refill = b.turned
+        b.advance(cut_after_min * MIN_MS)
+        b = _cut(b)
+        b.advance(24 * HOUR_MS - cut_after_min * MIN_MS)
+        truth = _tip_truth_ng(b.turned - turned_at_refill, 200000, 500, 2000)
+        programmed = 200000 * (b.elapsed_ms - t_refill) // DAY_MS
+        assert truth <= programmed + STROKE_NL * 2000 // 1000, (cut_after_min, truth, programmed)
+
+
+def test_a_refill_to_another_strength_keeps_a_program_that_a_restart_restores():
+    # a patient bolus of 47 ug over 5 min is 94 uL at 500 ug/mL, but 0.94 mL at 50: more
+    # than this head gives in 5 min. The refill is refused, not the program at the next boot.
+    program = dict(BACLOFEN_500, pump_dead_volume_nl=50000, catheter_dead_volume_nl=150000,
+                   patient_bolus={"dose_ng": 47104, "duration_min": 5, "lockout_min": 60, "max_per_24h": 2})
+    b = _running(program)
+    b.advance(HOUR_MS)
+    p = b.pump
+    reason = p.refill(b.board_now, p.reservoir.volume_nl, FILL_NL, 50, 50, True)
+    assert reason is not None and "patient_bolus.duration_min" in reason, reason
+    assert p.reservoir.conc_ug_per_ml == 500
+    # a program the new strength admits first, then the refill; a restart keeps both
+    longer = dict(program, patient_bolus=dict(program["patient_bolus"], duration_min=60))
+    assert p.set_program(b.board_now, longer) is None
+    assert p.refill(b.board_now, p.reservoir.volume_nl, FILL_NL, 50, 50, True) is None
+    b.advance(HOUR_MS)
+    b = _cut(b)
+    assert b.pump.program is not None and b.pump.program.conc_ug_per_ml == 50
+    assert b.count("event:state_corrupt") == 0

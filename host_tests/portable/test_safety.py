@@ -353,8 +353,10 @@ def test_a_state_that_cannot_be_restored_raises_a_high_alarm():
 
 
 def test_missed_rotor_pulses_neither_over_deliver_nor_go_unnoticed():
-    b, p = _running({"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 2000})
-    b.advance(10 * MIN_MS)
+    # 100 ug/day of 500 ug/mL: a stroke every 108 s, further apart than the core waits
+    # for a pulse, so a missed one is found before the next stroke is due
+    b, p = _running({"drug": "baclofen", "conc_ug_per_ml": 500, "dose_ug_per_day": 100})
+    b.advance(HOUR_MS)
     t0 = b.turned
     s0 = p.basal.strokes
     # every 50th stroke's pulse is lost (2 %)
@@ -370,7 +372,20 @@ def test_missed_rotor_pulses_neither_over_deliver_nor_go_unnoticed():
         if keep:
             real(now, keep)
     p.rotor = lossy
-    b.advance(DAY_MS // 4)
+    # never ahead of the programme, not even for a moment: at this constant rate no two
+    # strokes of the head may come closer than 108 s, or the window around them holds two
+    # strokes where the programme allows one
+    times = []
+    collect = b._collect
+
+    def watched():
+        collect()
+        while len(times) < b.turned - t0:
+            times.append(b.elapsed_ms)
+    b._collect = watched
+    b.advance(DAY_MS // 2)
+    closest = min(times[i + 1] - times[i] for i in range(len(times) - 1))
+    assert closest >= 108000 - 1, closest
     turned = b.turned - t0
     programmed = p.basal.strokes - s0
     assert turned <= programmed + 1, (turned, programmed)
