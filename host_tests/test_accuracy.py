@@ -256,6 +256,25 @@ def test_balance_records_too_short_or_with_gaps_or_late_are_refused(tmp_path):
         accuracy.from_balance(str(tmp_path / "missing.csv"), RATE_NL_PER_DAY)
 
 
+def test_the_start_is_given_after_the_first_reading_or_on_the_logs_clock(tmp_path):
+    # readings every 30 s from 23:58:00; the water arrives at the set rate from 00:01:00
+    k = 1 / balance.ul_per_mg(20.0)  # mg per uL
+    text = "".join("%02d:%02d:%02d,%.7f\n" % ((86280 + t) // 3600 % 24, (86280 + t) // 60 % 60, t % 60,
+                                               (20000 + max(0, t - 180) * R / H * k) / 1000)
+                   for t in range(0, 3 * H, 30))
+    log = write(tmp_path, "night.csv", text)
+    for start in ("00:01:00", "3m", "180"):
+        f = accuracy.from_balance(log, RATE_NL_PER_DAY, start=start).figures
+        assert f.startup_delay_min == pytest.approx(0, abs=1e-3) and f.mean_error_pct == pytest.approx(0, abs=1e-3)
+    # from the first reading, the pump started 3 min late
+    assert accuracy.from_balance(log, RATE_NL_PER_DAY).figures.startup_delay_min == pytest.approx(3.0, abs=1e-3)
+    with pytest.raises(AccuracyError, match="give a duration after the first reading .* or a time of day"):
+        accuracy.from_balance(log, RATE_NL_PER_DAY, start="2024-05-01T00:01:00")
+    seconds = write(tmp_path, "s.csv", "".join("%d,%.6f\n" % (t, m / 1000) for t, m in ramp()))
+    with pytest.raises(AccuracyError, match="--start '10:00:00': give a duration"):
+        accuracy.from_balance(seconds, RATE_NL_PER_DAY, start="10:00:00")
+
+
 def test_a_blank_run_measures_the_evaporation(tmp_path):
     # the container alone loses 0.3 mg/h; the pump's log loses it too
     blank = write(tmp_path, "blank.csv", "".join("%d,%.7f\n" % (t, (20000 - 0.3 * t / H) / 1000)

@@ -95,11 +95,19 @@ def _num(x: float) -> str:
 
 
 def from_balance(path: str, rate_nl_per_day: Fraction, temp_c: float = balance.BENCH_TEMP_C,
-                 start_s: float = 0.0, evaporation_mg_per_h: float = 0.0, blank: str | None = None,
+                 start: float | str = 0.0, evaporation_mg_per_h: float = 0.0, blank: str | None = None,
                  stroke_nl: float | None = None, air_kg_m3: float = balance.AIR_KG_M3) -> Result:
-    """A balance log (docs/bench.md): the start of the infusion start_s after its first
-    reading; evaporation as a rate, or measured from a blank run's log."""
+    """A balance log (docs/bench.md): the infusion started `start` seconds after its
+    first reading, or at a time on the log's clock ("10:02:30", "2024-05-01T10:02:30");
+    evaporation as a rate, or measured from a blank run's log."""
     log = balance.read(path)
+    if isinstance(start, str):
+        try:
+            start_s = float(parse_duration(start))
+        except AccuracyError:
+            start_s = balance.start_offset_s(log, start)
+    else:
+        start_s = float(start)
     notes = []
     if blank is not None:
         evaporation_mg_per_h = balance.evaporation_mg_per_h(balance.read(blank))

@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--rate", required=True, help="the set rate, e.g. 0.4mL/day, 16.667uL/h")
     b.add_argument("--temp-c", type=_float, default=balance.BENCH_TEMP_C,
                    help="water temperature in C for its density (default %(default)s)")
-    b.add_argument("--start", default="0s", help="when the infusion started, after the log's first reading "
-                                                 "(e.g. 90s, 2m; default 0)")
+    b.add_argument("--start", default="0s", help="when the infusion started: after the log's first reading "
+                                                 "(90s, 2m), or on its clock (10:02:30, 2024-05-01T10:02:30); "
+                                                 "default: at the first reading")
     evap = b.add_mutually_exclusive_group()
     evap.add_argument("--evaporation-mg-per-h", type=_float, default=0.0,
                       help="mass the container loses per hour, added back (default 0)")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = _size(ap, opts.size)
     try:
         if opts.source == "balance":
-            result = from_balance(opts.log, parse_rate(opts.rate), opts.temp_c, float(parse_duration(opts.start)),
+            result = from_balance(opts.log, parse_rate(opts.rate), opts.temp_c, opts.start,
                                   opts.evaporation_mg_per_h, opts.blank, opts.stroke_nl, opts.air_kg_m3)
         elif opts.source == "pump":
             result = from_pump_log(opts.log, opts.run, opts.stroke_nl,

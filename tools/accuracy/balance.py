@@ -130,6 +130,21 @@ def parse(lines: list[str], name: str = "balance log") -> Log:
     return Log([t - t0 for t in times], masses, clock, first)
 
 
+def start_offset_s(log: Log, text: str) -> float:
+    """A start given on the log's own clock (a date and time, or a time of day) as
+    seconds after its first reading."""
+    kind, t = _time(text, "--start", 0)
+    first_kind, first = _time(log.first, "the log", 0)
+    if kind != first_kind or kind == "seconds":
+        raise AccuracyError("--start %r: give a duration after the first reading (e.g. 90s), or a %s as the "
+                            "log writes it (its first reading is %r)" % (text, log.clock, log.first))
+    if kind == "time of day" and t < first:
+        t += 86400.0  # the start came after midnight
+    if t < first:
+        raise AccuracyError("--start %r is before the log's first reading (%r)" % (text, log.first))
+    return t - first
+
+
 def _is_header(cells: list[str]) -> bool:
     # a first line whose mass is not a number is a header (its time may be anything)
     return len(cells) >= 2 and _NUMBER.match(cells[1].replace(",", ".")) is None and not _NUMBER.match(cells[0])

@@ -75,6 +75,8 @@ def grid(times_s: Sequence[float], volumes_ul: Sequence[float], start_s: float,
     if start_s < times_s[0]:
         raise AccuracyError("%s begins %s after the start of the infusion: the start-up curve needs a "
                             "reading at or before the start" % (what, _dur(times_s[0] - start_s)))
+    if start_s > times_s[-1]:
+        raise AccuracyError("%s ends %s before the start of the infusion" % (what, _dur(start_s - times_s[-1])))
     out: list[float] = []
     j = 0
     g = start_s
