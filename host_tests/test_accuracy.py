@@ -312,7 +312,12 @@ def test_the_pumps_count_and_its_rebuilt_schedule_agree_with_the_head(pump_files
     assert counted.figures.trumpet == truth.trumpet
     assert counted.figures.mean_error_pct == pytest.approx(truth.mean_error_pct)
     assert counted.notes == []  # no stop: the idle frame before the fill is not a stop
-    for name in ("export.csv", "export.jsonl"):
+    # the pump's own flash log, in its frame format (a torn last frame is skipped)
+    sys.path.append(os.path.join(ROOT, "firmware"))
+    from pump import wire
+    events = [dict(b, t="event") for b in pumplog.read(str(d / "run.jsonl")) if "ev" in b]
+    (d / "flash-log").write_bytes(b"".join(wire.encode(i, b) for i, b in enumerate(events)) + b"~1 99 {torn\n")
+    for name in ("export.csv", "export.jsonl", "flash-log"):
         rebuilt = accuracy.from_pump_log(str(d / name), stroke_nl=250, duration_s=3 * H)
         assert rebuilt.figures.trumpet == truth.trumpet, name
         assert "rebuilt from its event log" in rebuilt.source
@@ -390,6 +395,40 @@ def test_a_stop_shows_in_the_pumps_count(tmp_path):
     assert r.figures.trumpet[1].ep_min_pct == pytest.approx(-100.0)
     assert r.notes == ["delivery stopped 1 time during the record (status frames not running): the figures "
                        "include the stops"]
+
+
+def test_a_watch_begun_after_delivery_started_starts_at_its_first_frame(tmp_path):
+    # the console attached 540 s (10 strokes) into the run: no state event, frames only
+    r = accuracy.from_pump_log(frames_file(tmp_path, steady(540, hours=2.5)))
+    assert "begins with the pump already running (at day 0 00:09:00 since power-up)" in r.notes[0]
+    # its second hour is 69-129 min into delivery: strokes k = 77..143, 67 of them
+    assert r.figures.mean_error_pct == pytest.approx(100 * (67 * STROKE_UL - R) / R)
+
+
+def test_the_bench_routine_prime_pause_resume_starts_at_the_resume(tmp_path):
+    # programmed and primed from 0, paused at 600 s (keep-open 0: nothing moves), resumed
+    # at 1200 s; strokes then every 54 s from the resume
+    bodies = [event(0, "power_up", boots=1), event(0, "fill", volume_nl=20000000),
+              event(0, "program", conc_ug_per_ml=500, profiles={"all": [[0, 200000]]}),
+              event(0, "state", state="running")]
+    bodies += [status(t, (t // PERIOD_S) * 250) for t in range(0, 600, 10)]
+    bodies.append(event(600, "pause", keep_open_nl_per_day=0))
+    primed = (600 // PERIOD_S) * 250
+    bodies += [status(t, primed, paused=True) for t in range(600, 1200, 10)]
+    bodies.append(event(1200, "resume"))
+    bodies += [status(t, primed + ((t - 1200) // PERIOD_S) * 250) for t in range(1200, 1200 + 3 * H, 10)]
+    r = accuracy.from_pump_log(frames_file(tmp_path, bodies))
+    f = r.figures
+    assert r.notes == ["paused at day 0 00:10:00: the test is taken from the resume at day 0 00:20:00"]
+    assert f.startup_delay_min == pytest.approx(60 - 60 * 66 / 67)
+    assert f.mean_error_pct == pytest.approx(100 * (67 * STROKE_UL - R) / R)
+    # the same from the events alone: the schedule rebuilt from the resume
+    events = [b for b in bodies if "ev" in b]
+    rebuilt = accuracy.from_pump_log(frames_file(tmp_path, events, "ev.jsonl"), stroke_nl=250, duration_s=3 * H)
+    assert rebuilt.figures.trumpet == f.trumpet and rebuilt.notes == r.notes
+    # paused and never resumed: nothing to measure
+    with pytest.raises(AccuracyError, match="paused at day 0 00:10:00 and never resumed"):
+        accuracy.from_pump_log(frames_file(tmp_path, bodies[:bodies.index(events[-1])], "p.jsonl"))
 
 
 def test_an_event_log_alone_needs_the_stroke_and_the_duration_and_one_rate(pump_files, tmp_path):
@@ -508,3 +547,43 @@ def test_python_dash_m_runs_the_tool():
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "accuracy: /nonexistent.csv: cannot read it" in proc.stderr
+
+
+def test_the_bench_program_runs_0_4_ml_a_day_and_nothing_while_paused():
+    # docs/bench.md's procedure pauses the pump between priming and the test
+    from tools import programfile
+    wire = programfile.load_checked(os.path.join(ROOT, "programs", "bench-accuracy-500.toml")).wire()
+    program = wire["program"]
+    assert program["keep_open_nl_per_day"] == 0
+    rates = {step[1] for steps in program["profiles"].values() for step in steps}
+    assert [accuracy.program_rate_nl_per_day(program["conc_ug_per_ml"], r // 1000) for r in rates] == [400000]
+
+
+def test_the_docs_examples_read_and_the_density_table_is_the_codes(tmp_path):
+    text = open(os.path.join(ROOT, "docs", "bench.md")).read()
+    block = text.split("The tool reads two layouts")[1].split("```")[1].strip("\n").splitlines()
+    columns = [[line[0:21].strip() for line in block], [line[21:53].strip() for line in block],
+               [line[53:].split("(")[0].strip() for line in block]]
+    for n, col in enumerate(columns):
+        log = balance.read(write(tmp_path, "doc%d.csv" % n, "\n".join(col) + "\n"))
+        assert log.times_s == [0, 30, 60] and log.masses_mg == pytest.approx([20000.02, 20000.16, 20000.30]), col
+    rows = text.split("| water at | density, g/mL | µL per mg shown |")[1].split("\n\n")[0].splitlines()[2:]
+    assert len(rows) == 4
+    for row in rows:
+        t, rho, ul = (c.strip() for c in row.strip("|").split("|"))
+        t = float(t.split()[0])
+        assert rho == "%.4f" % (balance.water_kg_m3(t) / 1000) and ul == "%.5f" % balance.ul_per_mg(t)
+
+
+def test_the_docs_trumpet_table_is_what_the_simulated_pico_gives(ideal_26h):
+    # docs/bench.md, "Reading the curves": the ideal balance at 0.4 mL/day
+    text = open(os.path.join(ROOT, "docs", "bench.md")).read()
+    table = text.split("| window | Ep(max) | Ep(min) | one stroke |")[1].split("\n\n")[0].splitlines()[2:]
+    f = ideal_26h.figures
+    assert len(table) == len(f.trumpet + f.long) == 8
+    for row, w in zip(table, f.trumpet + f.long):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == ("%d min" % w.minutes if w.minutes < 60 else "%d h" % (w.minutes // 60))
+        got = [float(c.rstrip(" %")) for c in cells[1:]]
+        assert got == [pytest.approx(round(v, 2), abs=1e-9) for v in (w.ep_max_pct, w.ep_min_pct, w.stroke_pct)], row
+    assert "Overall mean error A +0.50 %" in text and round(f.mean_error_pct, 2) == 0.50

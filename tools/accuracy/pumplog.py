@@ -173,8 +173,15 @@ def delivery(bodies: list[dict[str, Any]], run: int | None = None, stroke_nl: in
     events = [b for b in records if "ev" in b]
     if statuses:
         return _from_status(records, start_ms, name)
-    start = start_ms if start_ms is not None else _start(events, name)
-    return _from_events(events, start, stroke_nl, duration_ms, name)
+    notes: list[str] = []
+    if start_ms is None:
+        begin, notes = _start(events, name)
+        if begin is None:
+            raise AccuracyError("%s: the pump never runs in it (no `state` running event): nothing was "
+                                "delivered, or give --start" % name)
+        start_ms = _ms(events[begin])
+    d = _from_events(events, start_ms, stroke_nl, duration_ms, name)
+    return d._replace(notes=notes + d.notes)
 
 
 def _run_line(i: int, records: list[dict[str, Any]]) -> str:
@@ -186,17 +193,34 @@ def _pump_time(ms: int) -> str:
     return "day %d %02d:%02d:%02d" % (s // 86400, s // 3600 % 24, s // 60 % 60, s % 60)
 
 
-def _start(events: list[dict[str, Any]], name: str) -> int:
-    for e in events:
-        if e.get("ev") == "state" and e.get("state") == "running":
-            return _ms(e)
-    raise AccuracyError("%s: the pump never runs in it (no `state` running event): nothing was delivered, "
-                        "or give --start" % name)
+def _begins(b: dict[str, Any]) -> bool:
+    # delivery at the set rate begins: the pump starts running, or a clinician's pause ends
+    return (b.get("ev") == "state" and b.get("state") == "running") or b.get("ev") == "resume"
+
+
+def _start(records: list[dict[str, Any]], name: str) -> tuple[int | None, list[str]]:
+    # The index of the event that began delivery at the set rate: the pump started
+    # running, or, after the run's last pause, the resume. (A bench primes the line, pauses
+    # with a keep-open rate of 0 so nothing moves, sets up the balance and resumes.)
+    # None: no such event, the record began with the pump already running.
+    last_pause = max((i for i, b in enumerate(records) if b.get("ev") == "pause"), default=-1)
+    for i in range(last_pause + 1, len(records)):
+        if _begins(records[i]):
+            notes = []
+            if last_pause >= 0:
+                notes.append("paused at %s: the test is taken from the resume at %s" % (
+                    _pump_time(_ms(records[last_pause])), _pump_time(_ms(records[i]))))
+            return i, notes
+    if last_pause >= 0:
+        raise AccuracyError("%s: the pump was paused at %s and never resumed: nothing to measure" % (
+            name, _pump_time(_ms(records[last_pause]))))
+    return None, []
 
 
 def _from_status(records: list[dict[str, Any]], start_ms: int | None, name: str) -> Delivery:
     # The count as of the start anchors the record: the last status frame's delivered_nl
     # before it, or 0 after a fill that came later (the count is since the last fill).
+    # Frames before the start may show anything (idle, paused, priming).
     times: list[float] = []
     vols: list[float] = []
     rate: int | None = None
@@ -206,15 +230,28 @@ def _from_status(records: list[dict[str, Any]], start_ms: int | None, name: str)
     last_nl = 0
     stops = 0
     was_running = False
-    for b in records:
+    begin, notes = (None, []) if start_ms is not None else _start(records, name)
+    for i, b in enumerate(records):
         t = _ms(b)
-        if start is None and (t > start_ms if start_ms is not None else
-                              b.get("ev") == "state" and b.get("state") == "running"):
-            start = start_ms if start_ms is not None else t
-            if known is not None:
-                times.append(0.0)
-                vols.append(known / 1000.0)
-                last_nl = known
+        if start is None:
+            if start_ms is not None:
+                begins = t > start_ms
+            elif begin is not None:
+                begins = i == begin
+            else:
+                # no event began it: the record began with the pump already running (the
+                # console attached later), and starts at the first running frame
+                begins = b.get("t") == "status" and b.get("state") == "running" and not b.get("paused")
+                if begins:
+                    known = b.get("delivered_nl") if isinstance(b.get("delivered_nl"), int) else None
+                    notes.append("the record begins with the pump already running (at %s since power-up): "
+                                 "the start-up curve starts there, not where delivery started" % _pump_time(t))
+            if begins:
+                start = start_ms if start_ms is not None else t
+                if known is not None:
+                    times.append(0.0)
+                    vols.append(known / 1000.0)
+                    last_nl = known
         if b.get("ev") == "fill":
             if start is not None:
                 raise AccuracyError("%s: a fill at %s, after the start: an accuracy run has none" % (name, _pump_time(t)))
@@ -254,12 +291,11 @@ def _from_status(records: list[dict[str, Any]], start_ms: int | None, name: str)
         times.append((t - start) / 1000.0)
         vols.append(nl / 1000.0)
     if start is None:
-        raise AccuracyError("%s: the pump never runs in it (no `state` running event): nothing was delivered, "
-                            "or give --start" % name if start_ms is None else
+        raise AccuracyError("%s: the pump never runs in it: nothing was delivered, or give --start" % name
+                            if start_ms is None else
                             "%s: nothing in it after --start %s" % (name, _pump_time(start_ms)))
     if rate is None:
         raise AccuracyError("%s: no status frame shows the pump running after the start" % name)
-    notes = []
     if stops:
         notes.append("delivery stopped %d time%s during the record (status frames not running): the figures "
                      "include the stops" % (stops, "" if stops == 1 else "s"))

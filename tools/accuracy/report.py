@@ -67,8 +67,8 @@ def tables(result: Result) -> list[Table]:
         CLAUSE, ANALYSIS_FROM_H * 60, ANALYSIS_TO_H * 60),
         ("window", "Ep(max)", "Ep(min)", "windows", "one stroke"), _window_rows(f.trumpet, "min"),
         ["Overall mean error A (%s, the second hour): %s." % (CLAUSE, _pct(f.mean_error_pct)),
-         "One stroke: the volume of one stroke in % of what the window should deliver; a pump that "
-         "delivers in strokes cannot do better than about this."]))
+         "One stroke: a stroke's volume in % of what the window should deliver. A pump that delivers "
+         "in whole strokes spreads Ep(max) and Ep(min) up to this far apart even when every stroke is exact."]))
 
     if f.long or f.long_missing_h:
         notes = []
