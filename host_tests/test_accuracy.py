@@ -39,10 +39,10 @@ def test_a_perfect_pump_has_no_error_anywhere():
     assert f.startup_delay_min == pytest.approx(0, abs=1e-9)
     assert [w.minutes for w in f.trumpet] == [2, 5, 11, 19, 31]
     # windows slide by 0.5 min over the second hour: (60 - P) / 0.5 + 1 of them
-    assert [w.count for w in f.trumpet] == [117, 111, 99, 83, 59]
+    assert [w.windows for w in f.trumpet] == [117, 111, 99, 83, 59]
     # 30 h: all three long windows fit in hours 1 to 30 (29 h)
     assert [w.minutes for w in f.long] == [60, 360, 1440] and f.long_missing_h == []
-    assert [w.count for w in f.long] == [(29 - h) * 120 + 1 for h in (1, 6, 24)]
+    assert [w.windows for w in f.long] == [(29 - h) * 120 + 1 for h in (1, 6, 24)]
 
 
 def test_a_pump_5_percent_fast_is_5_percent_fast_in_every_window():

@@ -52,7 +52,8 @@ def tables(days: int = DAYS) -> list[tuple[str, tuple[str, ...], list[tuple[str,
     rows.append(tuple(means))
     longrun = ["mean error *"]
     for _, r in results:
-        longrun += ["%+.3f %% (hours 1-%d)" % (r.figures.long_mean_error_pct, days * 24), "", ""]
+        mean = r.figures.long_mean_error_pct
+        longrun += ["-" if mean is None else "%+.3f %% (hours 1-%d)" % (mean, days * 24), "", ""]
     rows.append(tuple(longrun))
     notes = ["%s: set rate %s; %s." % (name, rate_text(r.rate_nl_per_day), r.source) for name, r in results]
     notes.append("Trumpet windows over the second hour (%s); * windows of hours slide over hours 1 to %d, "

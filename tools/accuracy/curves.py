@@ -43,7 +43,7 @@ class Window(NamedTuple):
     minutes: int  # the observation window, P
     ep_max_pct: float  # the largest deviation of a window's mean flow from the set rate
     ep_min_pct: float  # the smallest (most negative)
-    count: int  # how many windows slid over the period
+    windows: int  # how many windows slid over the period
     stroke_pct: float | None  # one stroke over this window, in % of the set volume
 
 

@@ -31,10 +31,10 @@ def _pct(x: float | None) -> str:
 
 
 def _window_rows(windows: list[Window], unit: str) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for w in windows:
         size = "%d min" % w.minutes if unit == "min" else "%d h" % (w.minutes // 60)
-        rows.append((size, _pct(w.ep_max_pct), _pct(w.ep_min_pct), "%d" % w.count,
+        rows.append((size, _pct(w.ep_max_pct), _pct(w.ep_min_pct), "%d" % w.windows,
                      "-" if w.stroke_pct is None else "%.2f %%" % w.stroke_pct))
     return rows
 
@@ -49,7 +49,7 @@ def tables(result: Result) -> list[Table]:
     """(title, header, rows, notes) for each part of the report."""
     f = result.figures
     out: list[Table] = []
-    rows = []
+    rows: list[tuple[str, ...]] = []
     per = STARTUP_BLOCK_MIN * 2  # 0.5-min flows in a block
     for b in range(0, STARTUP_H * 60 // STARTUP_BLOCK_MIN):
         flows = [q for _, q in f.startup[b * per:(b + 1) * per]]
@@ -190,8 +190,8 @@ def _trumpet_panel(ax: Any, windows: list[Window], mean: float | None, unit: str
         ax.axhline(mean, color=COLOURS["mean error"], ls="--", lw=1.5, label="mean error %+.2f %%" % mean)
         lines["mean error"] = COLOURS["mean error"]
         values.append(mean)
-    if all(w.stroke_pct is not None for w in windows):
-        env = [w.stroke_pct for w in windows]
+    env = [w.stroke_pct for w in windows if w.stroke_pct is not None]
+    if len(env) == len(windows):
         ax.plot(xs, env, ":", color=COLOURS["one stroke"], lw=1.2, label="± one stroke")
         ax.plot(xs, [-e for e in env], ":", color=COLOURS["one stroke"], lw=1.2)
         lines["one stroke"] = COLOURS["one stroke"]
