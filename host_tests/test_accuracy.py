@@ -587,3 +587,16 @@ def test_the_docs_trumpet_table_is_what_the_simulated_pico_gives(ideal_26h):
         got = [float(c.rstrip(" %")) for c in cells[1:]]
         assert got == [pytest.approx(round(v, 2), abs=1e-9) for v in (w.ep_max_pct, w.ep_min_pct, w.stroke_pct)], row
     assert "Overall mean error A +0.50 %" in text and round(f.mean_error_pct, 2) == 0.50
+
+
+def test_make_bench_prints_the_trumpet_at_the_typical_and_the_minimal_rate():
+    from tools import bench_flow
+    (title, header, rows, notes), = bench_flow.tables(days=2)
+    assert "trumpet" in title and len(header) == 7
+    by_window = {r[0]: r for r in rows}
+    assert by_window["2 min"][1:4] == ("+35.00 %", "-10.00 %", "45.00 %")
+    # 10 uL/day: a 2-min window should get 0.0139 uL; it gets no stroke (-100 %) or one
+    # (0.25 uL, +1700 %)
+    assert by_window["2 min"][4:] == ("+1700.00 %", "-100.00 %", "1800.00 %")
+    assert by_window["24 h *"][1] == "+0.00 %"
+    assert any(n.startswith("CPU time: ") for n in notes)

@@ -19,7 +19,7 @@ DAYS = 3  # the 24 h windows need more than 25 h; 3 days slide them over 2 days
 # (name, conc ug/mL, dose ug/day)
 RATES = [
     ("typical: 500 ug/mL at 200 ug/day", 500, 200),
-    ("minimal: 2000 ug/mL at 20 ug/day", 2000, 20),  # 0.01 mL/day, the bottom of the flow range
+    ("minimal: 2000 ug/mL at 20 ug/day (0.01 mL/day, the bottom of the clinical flow range)", 2000, 20),
 ]
 
 
