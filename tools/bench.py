@@ -142,6 +142,12 @@ def main(argv=None):
     print("Target: never more than one stroke: %s (largest %.3f strokes)." % (
         "meets" if overall <= 1 else "MISSES", float(overall)))
 
+    from tools import bench_flow
+    for title, header, rows, notes in bench_flow.tables():
+        table(title, header, rows)
+        for note in notes:
+            print(note)
+
     from tools import bench_alarms
     progress("time and volume to the alarms, false alarms (several seeds)")
     t0 = time.monotonic()
