@@ -92,7 +92,8 @@ def _frame_body(line: bytes) -> dict[str, Any] | None:
 def _read_csv(text: str, path: str) -> list[dict[str, Any]]:
     rows = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = next(rows)
-    if header[:5] != ["boot", "up_day", "up_ms", "pump_time", "ev"]:
+    # tools/logformat.FIXED leads every export (older ones lack the wall_clock column)
+    if [h for h in header[:6] if h != "wall_clock"][:5] != ["boot", "up_day", "up_ms", "pump_time", "ev"]:
         raise AccuracyError("%s: not a log export: its header is %r" % (path, ",".join(header[:6])))
     out = []
     for n, row in enumerate(rows, 2):
@@ -102,7 +103,7 @@ def _read_csv(text: str, path: str) -> list[dict[str, Any]]:
             raise AccuracyError("%s:%d: %d cells, the header has %d" % (path, n, len(row), len(header)))
         body: dict[str, Any] = {"t": "log"}
         for key, cell in zip(header, row):
-            if key in ("boot", "pump_time"):
+            if key in ("boot", "pump_time", "wall_clock"):
                 continue
             body[key] = _cell(cell)
         out.append(body)
