@@ -112,11 +112,12 @@ $(MPY_CROSS): $(SRC_STAMP)
 
 # The port's own build is incremental (cmake); this rule runs only when a frozen source,
 # the manifest or a tool is newer than the image. The image is copied out only when the
-# build succeeded.
+# build succeeded. The git ceiling keeps MicroPython's version string its own (v1.28.0)
+# rather than this repository's commit, which git would find above build/src.
 $(UF2): $(FW_SOURCES) $(PICOTOOL_STAMP) $(MPY_CROSS) | toolchain
 	rm -f $@
 	mkdir -p $(FW)
-	MICROPY_MPYCROSS=$(abspath $(MPY_CROSS)) $(MAKE) -s -C $(MPY_DIR)/ports/rp2 BOARD=$(BOARD) \
+	GIT_CEILING_DIRECTORIES=$(abspath $(SRC)) MICROPY_MPYCROSS=$(abspath $(MPY_CROSS)) $(MAKE) -s -C $(MPY_DIR)/ports/rp2 BOARD=$(BOARD) \
 	  BUILD=$(abspath $(FW))/port MAKE_ARGS=-j$(JOBS) \
 	  CMAKE_ARGS="-Dpicotool_DIR=$(abspath $(PICOTOOL))/install/picotool -DMICROPY_FROZEN_MANIFEST=$(abspath manifest.py)" >$(FW)-build.log 2>&1 \
 	  || { tail -30 $(FW)-build.log >&2; echo "make: the firmware build failed; the full log is $(FW)-build.log" >&2; exit 2; }
