@@ -8,6 +8,7 @@ STUBS := .stubs/.installed
 ARGS ?=
 
 .PHONY: sim test bench mpy deploy clean firmware toolchain node emu
+NODE_STAMP := node_modules/.installed
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,12 @@ $(STUBS): requirements-stubs.txt $(STAMP)
 # Scripted: make sim ARGS="--days 30 --speed 0"
 sim: $(STAMP)
 	$(BIN)/python -m tools.console watch --sim $(ARGS)
+
+# The emulated Pico (the firmware image on an emulated RP2040) with the live console, as
+# `make sim` is for the simulated one. Its flash is kept in build/emu/flash.bin.
+# Scripted: make emu ARGS="--days 1 --speed 0"
+emu: $(STAMP) firmware $(NODE_STAMP)
+	$(BIN)/python -m tools.console watch --emu --flash build/emu/flash.bin $(ARGS)
 
 # Everything: CPython and MicroPython-port tests, the Pico board on fakes, type checks,
 # the firmware image built and run on the emulated RP2040.
@@ -123,3 +130,15 @@ $(UF2): $(FW_SOURCES) $(PICOTOOL_STAMP) $(MPY_CROSS) | toolchain
 	  || { tail -30 $(FW)-build.log >&2; echo "make: the firmware build failed; the full log is $(FW)-build.log" >&2; exit 2; }
 	cp $(FW)/port/firmware.uf2 $@.tmp
 	mv $@.tmp $@
+
+# ---- the emulator's packages (rp2040js, uf2), pinned in package.json + package-lock.json ----
+NODE ?= node
+NPM ?= npm
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v $(NODE) >/dev/null 2>&1 || { echo "make: Node.js is missing: the emulated Pico runs on Node.js 18 or newer. Install it with:" >&2; echo "    sudo apt-get install nodejs npm" >&2; exit 2; }
+	@$(NODE) -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' || { echo "make: Node.js $$($(NODE) --version) is too old: the emulated Pico needs 18 or newer" >&2; exit 2; }
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make: npm is missing: sudo apt-get install npm" >&2; exit 2; }
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@

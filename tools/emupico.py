@@ -180,6 +180,7 @@ class EmuPico:
         self.flash = os.path.abspath(self._flash_arg) if self._flash_arg else \
             os.path.join(self._scratch, "flash.bin")
         self.control_path = os.path.join(self._scratch, "control")
+        self.uid = self.uid or _flash_uid(self.flash)
         _live.add(self)
         self._fw_master, self._fw_slave = os.openpty()
         self._client_master, client_slave = os.openpty()
@@ -195,8 +196,7 @@ class EmuPico:
         args = [self.node, HARNESS, "--flash", self.flash, "--uf2", self.uf2,
                 "--control", self.control_path, "--speed", str(self.speed),
                 "--seed", str(self.seed), "--driver", self.driver]
-        if self.uid:
-            args += ["--uid", self.uid]
+        args += ["--uid", self.uid or _flash_uid(self.flash)]
         if self.until_ms:
             args += ["--until-ms", str(self.until_ms)]
         if self.cut_at_cycle >= 0:
@@ -318,10 +318,7 @@ class EmuPico:
     @property
     def dev(self) -> str:
         # the device id the firmware computes: machine.unique_id() in hex (the flash's id)
-        if self.uid:
-            return self.uid.lower()
-        with open(self.flash + ".uid") as f:
-            return f.read().strip()
+        return (self.uid or _flash_uid(self.flash)).lower()
 
     def poll(self) -> int | None:
         if self.proc is not None and self.returncode is None:
@@ -410,6 +407,57 @@ class EmuPico:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def emu_from_options(opts: argparse.Namespace, keys: dict[str, bytes] | None = None) -> EmuPico:
+    # The console's --emu: the simulated Pico's options where they mean the same here
+    # (--speed caps the emulated time per wall second, --days ends the run, --seed, --flash
+    # names the flash image file), a fresh pump set up over the link (setup_therapy).
+    return EmuPico(flash=opts.flash, speed=opts.speed, seed=opts.seed,
+                   until_ms=opts.days * 86400000, keys=keys)
+
+
+def check_emu_options(opts: argparse.Namespace) -> str | None:
+    # What --emu cannot do (the emulated Pico's faults are set on its control socket, at
+    # run time), or None
+    for name, flag in (("fault", "--fault"), ("random_faults", "--random-faults"),
+                       ("program_file", "--program-file"), ("status_ms", "--status-ms")):
+        if getattr(opts, name, None):
+            return ("%s is for --sim; on --emu the pump's own settings apply (a program file: "
+                    "`console program FILE --port PORT`)" % flag)
+    return None
+
+
+def setup_therapy(link: Any, program: str, fill_ml: int, clock: str) -> bool:
+    # A fresh pump set up as a clinician would, with signed commands over the link: the
+    # wall clock, the first fill, the program. Nothing when it already has a program (a
+    # kept flash). Returns whether it set one up.
+    from tools.simpico import parse_clock, parse_program
+    status = link.status(10.0)
+    if status.get("drug"):
+        return False
+    drug, conc, dose = parse_program(program)
+    day, ms = parse_clock(clock)
+    link.command("clock", {"day": day, "ms": ms}, timeout_s=10.0)
+    if fill_ml:
+        link.command("fill", {"volume_nl": fill_ml * 1000000, "conc_ug_per_ml": conc}, timeout_s=10.0)
+    link.command("program", {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose}, timeout_s=10.0)
+    return True
+
+
+def _flash_uid(flash: str) -> str:
+    # The unique id of the flash chip an image file stands for, kept beside it (FILE.uid):
+    # one emulated Pico keeps its id, and so its keys, across runs. A new image gets a
+    # random one, as every Pico's flash has its own.
+    path = flash + ".uid"
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        uid = os.urandom(8).hex()
+        with open(path, "w") as f:
+            f.write(uid + "\n")
+        return uid
 
 
 def _kill_group(pid: int, sig: int) -> None:
