@@ -29,7 +29,8 @@ from tools.commands import Cancelled, Ui, UserError
 from tools.dashboard import Dashboard, LinkHealth
 from tools.keystore import ENV_DIR, ROLES, KeyStore, KeyStoreError
 from tools.link import CommandError, Link, LinkClosed, RequestTimeout
-from tools.simpico import (KEYS_FILE, SimPico, Stopped, add_sim_options, check_sim_options,
+from tools.emupico import EmuPico, check_emu_options, emu_from_options, setup_therapy
+from tools.simpico import (DEFAULT_PROGRAM, KEYS_FILE, SimPico, Stopped, add_sim_options, check_sim_options,
                            raise_on_termination, report_exit, sim_from_options,
                            status_period_ms)
 
@@ -43,9 +44,11 @@ class Source:
     # Where frames come from: a port given by path, or a simulated Pico started here.
     # Either way self.link signs commands with self.store, the host key store.
     def __init__(self, opts: argparse.Namespace) -> None:
-        self.sim: SimPico | None = None
+        self.sim: SimPico | EmuPico | None = None
         self._scratch_store: str | None = None
-        if opts.sim:
+        if getattr(opts, "emu", False):
+            self._start_emu(opts)
+        elif opts.sim:
             self.status_ms = opts.status_ms or status_period_ms(opts.speed)
             self.sim = sim_from_options(opts, self.status_ms)
             try:
@@ -66,7 +69,23 @@ class Source:
             self.link = Link(opts.port, keys=self.store)
             self.title = "Pump on %s" % opts.port
 
-    def _sim_keys(self, opts: argparse.Namespace, sim: SimPico) -> tuple[KeyStore, dict[str, bytes] | None]:
+    def _start_emu(self, opts: argparse.Namespace) -> None:
+        # The emulated Pico: fresh keys onto its flash through its REPL, then a pump set
+        # up over the link as a clinician would (when its flash holds no program yet).
+        self.status_ms = None
+        self.sim = emu = emu_from_options(opts)
+        try:
+            emu.open()
+            self.store, emu.keys = self._sim_keys(opts, emu)
+            self.link = Link(emu.port, keys=self.store)
+            emu.launch()
+            setup_therapy(self.link, opts.program or DEFAULT_PROGRAM, opts.fill_ml, opts.clock)
+        except BaseException:
+            self.close()
+            raise
+        self.title = "Emulated Pico %s on %s  (%s)" % (emu.dev, emu.port, os.path.relpath(emu.uf2))
+
+    def _sim_keys(self, opts: argparse.Namespace, sim: SimPico | EmuPico) -> tuple[KeyStore, dict[str, bytes] | None]:
         # The simulated Pico gets keys in its flash before it boots, so every command
         # works on --sim. They are recorded in --keys DIR or $PUMP_KEYS_DIR when given
         # (and by `provision`, in the default store too); otherwise in a scratch store
@@ -82,7 +101,7 @@ class Source:
             self._scratch_store = tempfile.mkdtemp(prefix="pump-console-keys-")
             store = KeyStore(self._scratch_store)
         roles = commands.parse_roles(opts.roles) if provisioning else list(ROLES)
-        if opts.flash and not provisioning:
+        if opts.flash and not provisioning and isinstance(sim, SimPico):
             try:
                 with open(os.path.join(opts.flash, KEYS_FILE), "rb") as f:
                     on_flash, problem = auth.parse_keys(f.read(), sim.dev)
@@ -315,9 +334,13 @@ def _add_where(p: argparse.ArgumentParser, sim_options: bool = True) -> None:
     where.add_argument("--port", metavar="PATH", help="serial port of a pump, e.g. /dev/ttyACM0")
     where.add_argument("--sim", action="store_true",
                        help="start the simulated Pico (with fresh keys) and use its port")
+    where.add_argument("--emu", action="store_true",
+                       help="start the emulated Pico: the firmware image on an emulated RP2040 "
+                            "(make firmware; docs/pico.md), with fresh keys, and use its port")
     _add_keys(p)
     if sim_options:
-        group = p.add_argument_group("simulated Pico (with --sim)")
+        group = p.add_argument_group("simulated Pico (with --sim; --emu takes --speed, --days, "
+                                     "--seed, --program, --fill-ml, --clock, --flash FILE)")
         add_sim_options(group)  # type: ignore[arg-type]
 
 
@@ -444,8 +467,12 @@ def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None
             commands.parse_roles(opts.roles)
         except UserError as e:
             ap.error(str(e))
-    if getattr(opts, "sim", False):
+    if getattr(opts, "sim", False) or getattr(opts, "emu", False):
         check_sim_options(ap, opts)
+    if getattr(opts, "emu", False):
+        problem = check_emu_options(opts)
+        if problem:
+            ap.error(problem)
 
 
 _HANDLERS: dict[str, Callable[..., int]] = {
