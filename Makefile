@@ -120,13 +120,16 @@ $(MPY_CROSS): $(SRC_STAMP)
 # The port's own build is incremental (cmake); this rule runs only when a frozen source,
 # the manifest or a tool is newer than the image. The image is copied out only when the
 # build succeeded. The git ceiling keeps MicroPython's version string its own (v1.28.0)
-# rather than this repository's commit, which git would find above build/src.
+# rather than this repository's commit, which git would find above build/src. CMAKE_ARGS
+# goes in the environment: on the command line it would replace the port's own
+# `CMAKE_ARGS += -DMICROPY_BOARD=...` and every board would build as the plain Pico.
 $(UF2): $(FW_SOURCES) $(PICOTOOL_STAMP) $(MPY_CROSS) | toolchain
 	rm -f $@
 	mkdir -p $(FW)
-	GIT_CEILING_DIRECTORIES=$(abspath $(SRC)) MICROPY_MPYCROSS=$(abspath $(MPY_CROSS)) $(MAKE) -s -C $(MPY_DIR)/ports/rp2 BOARD=$(BOARD) \
-	  BUILD=$(abspath $(FW))/port MAKE_ARGS=-j$(JOBS) \
-	  CMAKE_ARGS="-Dpicotool_DIR=$(abspath $(PICOTOOL))/install/picotool -DMICROPY_FROZEN_MANIFEST=$(abspath manifest.py)" >$(FW)-build.log 2>&1 \
+	GIT_CEILING_DIRECTORIES=$(abspath $(SRC)) MICROPY_MPYCROSS=$(abspath $(MPY_CROSS)) \
+	  CMAKE_ARGS="-Dpicotool_DIR=$(abspath $(PICOTOOL))/install/picotool" \
+	  $(MAKE) -s -C $(MPY_DIR)/ports/rp2 BOARD=$(BOARD) BUILD=$(abspath $(FW))/port \
+	  MAKE_ARGS=-j$(JOBS) FROZEN_MANIFEST=$(abspath manifest.py) >$(FW)-build.log 2>&1 \
 	  || { tail -30 $(FW)-build.log >&2; echo "make: the firmware build failed; the full log is $(FW)-build.log" >&2; exit 2; }
 	cp $(FW)/port/firmware.uf2 $@.tmp
 	mv $@.tmp $@

@@ -86,6 +86,10 @@ export class Chip {
       this.watchdog.scratchData.set(carry.scratch);
     }
     this.watchdog.onWatchdogTrigger = () => {
+      // the chip resets: this watchdog stops here (rp2040js would re-arm it at once, at a
+      // count of 0, and fire again and again within the same instant)
+      this.watchdog.alarm.enable = false;
+      this.watchdog.timer.enable = false;
       this.resetRequested = {
         reason: this.watchdog.reason,
         scratch: new Uint32Array(this.watchdog.scratchData),

@@ -126,6 +126,7 @@ class EmulatedPico {
     this.world.serviceHeld = o.service;
     this.busyCycles = 0; // cycles the core ran (flash operations included): the power-cut clock
     this.idleNs = 0; // emulated time skipped while the core waited
+    this.wakeups = 0; // times an interrupt ended such a wait
     this.baseNs = 0; // emulated ns before this power-up
     this.cutAtCycle = o.cutAtCycle;
     this.boots = [];
@@ -182,8 +183,8 @@ class EmulatedPico {
       const clock = chip.clock;
       for (let n = 0; n < BATCH; n++) {
         if (core.waiting) {
-          const dt = clock.nanosToNextAlarm;
-          if (dt <= 0) return; // nothing will happen until the host sends something
+          if (!clock.nextAlarm) return; // nothing will happen until the host sends something
+          const dt = Math.max(0, clock.nanosToNextAlarm); // 0: an event due right now
           const at = this.baseNs + clock.nanos + dt;
           if (at > allowNs || at > untilNs) {
             // not yet: wait for the wall clock (--speed), or stop at --until-ms
@@ -192,6 +193,7 @@ class EmulatedPico {
           }
           clock.tick(dt);
           this.idleNs += dt;
+          if (!core.waiting) this.wakeups++;
         } else {
           const cycles = core.executeInstruction();
           this.busyCycles += cycles;
@@ -278,7 +280,7 @@ class EmulatedPico {
     const emu = this.nowNs() / 1e9;
     return {
       emulated_s: emu, wall_s: wall, speed: emu / wall, busy_cycles: this.busyCycles,
-      idle_s: this.idleNs / 1e9, boots: this.boots, uid: this.uidHex,
+      idle_s: this.idleNs / 1e9, wakeups: this.wakeups, boots: this.boots, uid: this.uidHex,
       flash: { erases: this.flash.erases, pages: this.flash.pages },
     };
   }
@@ -352,10 +354,15 @@ const opts = parseArgs(process.argv.slice(2));
 const pico = new EmulatedPico(opts);
 if (opts.control) pico.listen(opts.control);
 process.stdin.on('data', (bytes) => pico.fromHost(bytes));
-process.stdin.on('error', () => {});
+// The host side went away (its end of the pty closed: EIO, or end of input on a pipe):
+// nobody can reach this Pico any more, so it ends rather than run on as an orphan.
+process.stdin.on('error', () => process.exit(0));
+process.stdin.on('end', () => { if (!process.stdin.isTTY) return; process.exit(0); });
 process.stdout.on('error', () => {}); // nobody reading: the Pico's USB drops it too
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
-  process.on(sig, () => { if (opts.stats) process.stderr.write(`emu: ${JSON.stringify(pico.stats())}\n`); process.exit(0); });
+if (opts.stats) {
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    process.on(sig, () => { process.stderr.write(`emu: ${JSON.stringify(pico.stats())}\n`); process.exit(0); });
+  }
 }
 pico.speedOriginNs = 0;
 pico.speedOriginWall = performance.now();
