@@ -107,7 +107,8 @@ export class World {
   }
 
   listen(gpio) {
-    this.mcu.gpio[gpio].addListener((v) => {
+    this.mcu.gpio[gpio].addListener((v, old) => {
+      if (old !== 0 && old !== 1) return; // an input becoming an output: not an edge
       const edges = this.watch.get(gpio);
       if (edges.length >= this.watchMax * 2) edges.splice(0, 2);
       edges.push(this.now(), v === 1 ? 1 : 0);
