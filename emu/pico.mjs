@@ -236,6 +236,7 @@ class EmulatedPico {
       if (this.cutAtCycle >= 0 && start + cycles > this.cutAtCycle) {
         const fraction = Math.max(0, (this.cutAtCycle - start) / cycles);
         step.apply(fraction);
+        this.cutInOp = { op: step.op, offset: step.offset, bytes: step.bytes, done: fraction };
         this.busyCycles = this.cutAtCycle;
         this.traceFlash(step, start, fraction);
         return; // the slice loop sees the cut at once
@@ -260,7 +261,12 @@ class EmulatedPico {
   cut() {
     this.stopped = true;
     this.flash.close();
-    process.stderr.write(`emu: power cut at busy cycle ${this.busyCycles} (${(this.nowNs() / 1e9).toFixed(3)} s emulated)\n`);
+    // what the head did up to the cut, for whoever checks the pump's books afterwards
+    const report = {
+      busy_cycle: this.busyCycles, emulated_s: this.nowNs() / 1e9, world: this.world.report(),
+      flash_op: this.cutInOp || null, // the erase or program the cut fell into, if any
+    };
+    process.stderr.write(`emu: power cut ${JSON.stringify(report)}\n`);
     this.exit(0);
   }
 
@@ -290,7 +296,10 @@ class EmulatedPico {
     const w = this.world;
     switch (req.op) {
       case 'status':
-        return { ...this.stats(), world: w.report(), cut_at_cycle: this.cutAtCycle };
+        return {
+          ...this.stats(), world: w.report(), cut_at_cycle: this.cutAtCycle,
+          usb: { connected: this.usb.connected, queued: this.usb.queued, delivered: this.usb.delivered },
+        };
       case 'service':
         w.setService(!!req.held);
         return {};

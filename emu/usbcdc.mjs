@@ -17,6 +17,7 @@ export class CdcHost {
     this.queued = 0;
     this.pending = null; // {endpoint, size}: the device's armed OUT buffer
     this.connected = false;
+    this.delivered = 0; // bytes handed to the device
     this.cdc.onDeviceConnected = () => { this.connected = true; this.flush(); };
     this.cdc.onSerialData = onData;
     const enumerate = usbCtrl.onEndpointRead; // USBCDC's, for its own endpoint 0 work
@@ -52,6 +53,7 @@ export class CdcHost {
       else this.queue[0] = head.subarray(take);
     }
     this.queued -= n;
+    this.delivered += n;
     this.pending = null;
     this.usb.endpointReadDone(endpoint, out);
   }

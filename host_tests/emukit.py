@@ -26,6 +26,19 @@ def need_emulator():
         pytest.fail("node_modules is missing: run `make test` (it runs npm ci first)")
 
 
+def hello(link, timeout_s=30):
+    # hello until the pump answers: after a power-up it answers once its loop runs, and a
+    # request that arrives while it boots may go unanswered, as on a Pico's USB
+    from tools.link import RequestTimeout
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return link.hello(3)
+        except RequestTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
 def wait_for(condition, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while True:
@@ -59,7 +72,7 @@ class Bench:
 
     def setup(self, program=SLOW, fill_nl=20000000):
         link = self.link
-        link.hello(15)
+        hello(link)
         link.command("clock", CLOCK, timeout_s=15)
         link.command("fill", {"volume_nl": fill_nl, "conc_ug_per_ml": program["conc_ug_per_ml"]}, timeout_s=15)
         link.command("program", program, timeout_s=15)
