@@ -14,11 +14,14 @@ import { RP2040 } from 'rp2040js';
 
 const CYCLE_NS = 8; // 125 MHz
 
+// rp2040js reports every register it does not model (e.g. the inter-core FIFO that the
+// flash code reads); EMU_DEBUG=1 shows them
+const say = (component, message) => process.stderr.write(`emu: ${component}: ${message}\n`);
 const quietLogger = {
   debug() {},
   info() {},
-  warn(component, message) { if (process.env.EMU_DEBUG) process.stderr.write(`emu: ${component}: ${message}\n`); },
-  error(component, message) { process.stderr.write(`emu: ${component}: ${message}\n`); },
+  warn(component, message) { if (process.env.EMU_DEBUG) say(component, message); },
+  error(component, message) { if (process.env.EMU_DEBUG) say(component, message); },
 };
 
 const SSI_DR0 = 0x60;

@@ -15,6 +15,7 @@ STROKE_NL = 250  # boards/pico/config.py
 STEPS_PER_STROKE = 64
 # A program that leaves a 20 mL fill far from every reservoir alarm: 0.4 mL/day
 SLOW = {"drug": "baclofen", "conc_ug_per_ml": 50, "dose_ug_per_day": 20}
+SERVICE_NOTICE = "service mode: pump not started"  # boards/pico/run.py, then the REPL is free
 CLOCK = {"day": 8766, "ms": 8 * 3600000}  # 2024-01-01 08:00, days since 2000-01-01
 
 
@@ -68,6 +69,8 @@ class Bench:
             p.keys = self.store.provision(p.dev)
         self.link = Link(p.port, keys=self.store)
         p.launch()
+        if p.service:
+            p.wait_output(SERVICE_NOTICE)
         return self
 
     def setup(self, program=SLOW, fill_nl=20000000):

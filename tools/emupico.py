@@ -168,6 +168,7 @@ class EmuPico:
         self._relay: Relay | None = None
         self._sock: socket.socket | None = None
         self._sock_buf = b""
+        self._output_mark = 0
         self._closed = False
 
     # -- lifecycle
@@ -212,6 +213,8 @@ class EmuPico:
         if self.proc is not None:
             return self
         self.returncode = None
+        assert self._relay is not None
+        self._output_mark = self._relay.stats.from_firmware_bytes  # wait_output looks past it
         self.proc = subprocess.Popen(self.argv(), stdin=self._fw_slave, stdout=self._fw_slave,
                                      stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
         assert self._relay is not None and self.proc.stderr is not None
@@ -282,6 +285,23 @@ class EmuPico:
                 raise EmuError("the emulated clock reached only %.1f s of %.1f s in %.0f s"
                                % (st["emulated_s"], emulated_s, timeout_s))
             time.sleep(0.05)
+
+    def wait_output(self, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        # Until the firmware has printed `text` on its serial (e.g. the service-mode notice,
+        # after which the REPL is free and the service pin is no longer read)
+        deadline = time.monotonic() + timeout_s
+        want = text.encode()
+
+        def since_launch() -> bytes:
+            if self._relay is None:
+                return b""
+            new = self._relay.stats.from_firmware_bytes - self._output_mark
+            tail = self._relay.output_tail()
+            return tail[-new:] if 0 < new < len(tail) else (tail if new > 0 else b"")
+        while want not in since_launch():
+            if self.poll() is not None or time.monotonic() > deadline:
+                raise EmuError("the Pico did not print %r: %s" % (text, self.last_words()[-1000:]))
+            time.sleep(0.02)
 
     def repl(self) -> Repl:
         # The raw REPL (the pump must be in service mode, or stopped)
