@@ -41,7 +41,7 @@ function parseArgs(argv) {
   const o = {
     flash: null, uf2: null, control: null, speed: 0, bootrom: null, uid: null, seed: 1,
     untilMs: 0, cutAtCycle: -1, service: false, driver: 'stepdir', strokeNl: 250,
-    stepsPerStroke: 0, stats: false,
+    stepsPerStroke: 0, stats: false, usbStock: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -59,6 +59,7 @@ function parseArgs(argv) {
     else if (a === '--driver') o.driver = v();
     else if (a === '--stroke-nl') o.strokeNl = Number(v());
     else if (a === '--stats') o.stats = true;
+    else if (a === '--usb-stock') o.usbStock = true; // rp2040js's USB host as it comes (no idle skipping)
     else usage(`unknown option ${a}`);
   }
   if (!o.flash) usage('--flash FILE is required (the flash image, created blank if absent)');
@@ -144,9 +145,10 @@ class EmulatedPico {
     this.chip = new Chip(this.rom, this.flash, this.uid, carry);
     this.world.attach(this.chip, this.baseNs);
     this.world.hookAdc();
-    this.usb = new CdcHost(this.chip.mcu.usbCtrl, (buffer) => this.serial(buffer));
+    this.usb = new CdcHost(this.chip.mcu.usbCtrl, (buffer) => this.serial(buffer), this.o.usbStock);
     if (this.pendingHost) for (const b of this.pendingHost) this.usb.send(b);
     this.boots.push({ ns: this.baseNs, cycle: this.busyCycles, why });
+    this.firstSerialNs = null; // ns after this power-up of the first byte on the USB serial
   }
 
   nowNs() {
@@ -154,6 +156,7 @@ class EmulatedPico {
   }
 
   serial(buffer) {
+    if (this.firstSerialNs === null) this.firstSerialNs = this.chip.clock.nanos;
     process.stdout.write(Buffer.from(buffer));
   }
 
@@ -286,7 +289,7 @@ class EmulatedPico {
     const emu = this.nowNs() / 1e9;
     return {
       emulated_s: emu, wall_s: wall, speed: emu / wall, busy_cycles: this.busyCycles,
-      idle_s: this.idleNs / 1e9, wakeups: this.wakeups, boots: this.boots, uid: this.uidHex,
+      idle_s: this.idleNs / 1e9, wakeups: this.wakeups, first_serial_ns: this.firstSerialNs, boots: this.boots, uid: this.uidHex,
       flash: { erases: this.flash.erases, pages: this.flash.pages },
     };
   }

@@ -10,7 +10,8 @@ import { USBCDC } from 'rp2040js';
 const OUT_QUEUE_MAX = 1 << 20; // host bytes held for the device at most (then dropped)
 
 export class CdcHost {
-  constructor(usbCtrl, onData) {
+  // stock: keep rp2040js's own answer to every read (the benchmark's "before" figure)
+  constructor(usbCtrl, onData, stock = false) {
     this.usb = usbCtrl;
     this.cdc = new USBCDC(usbCtrl);
     this.queue = []; // Uint8Arrays from the host, oldest first
@@ -21,6 +22,10 @@ export class CdcHost {
     this.cdc.onDeviceConnected = () => { this.connected = true; this.flush(); };
     this.cdc.onSerialData = onData;
     const enumerate = usbCtrl.onEndpointRead; // USBCDC's, for its own endpoint 0 work
+    if (stock) {
+      this.send = (bytes) => { for (const b of bytes) this.cdc.sendSerialByte(b); this.delivered += bytes.length; return true; };
+      return;
+    }
     usbCtrl.onEndpointRead = (endpoint, size) => {
       if (endpoint !== this.cdc.outEndpoint) {
         enumerate(endpoint, size);

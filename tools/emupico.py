@@ -140,7 +140,8 @@ class EmuPico:
     def __init__(self, flash: str | None = None, uf2: str = DEFAULT_UF2, speed: float = 0,
                  service: bool = False, seed: int = 1, uid: str | None = None,
                  driver: str = "stepdir", until_ms: int = 0, cut_at_cycle: int = -1,
-                 keys: dict[str, bytes] | None = None, stats: bool = False) -> None:
+                 keys: dict[str, bytes] | None = None, stats: bool = False,
+                 usb_stock: bool = False) -> None:
         # flash: the flash image file (kept; default a scratch file removed at stop).
         # keys ({role: 32 bytes}): written to the Pico's /data/keys through its REPL in
         # service mode before the pump starts, as provisioning does on a real Pico.
@@ -154,6 +155,7 @@ class EmuPico:
         self.cut_at_cycle = cut_at_cycle
         self.keys = dict(keys) if keys else None
         self.show_stats = stats
+        self.usb_stock = usb_stock  # rp2040js's own USB host: the benchmark's "before"
         self.days = until_ms // 86400000
         self._flash_arg = flash
         self.flash = ""
@@ -206,6 +208,8 @@ class EmuPico:
             args.append("--service")
         if self.show_stats:
             args.append("--stats")
+        if self.usb_stock:
+            args.append("--usb-stock")
         return args
 
     def launch(self) -> "EmuPico":
