@@ -90,10 +90,12 @@ $(SRC_STAMP): $(TARBALL)
 $(TARBALL):
 	@echo "make: $(TARBALL) is missing. The firmware is built offline from the pinned sources in VENDOR (default ../shared/vendor, see docs/pico.md); point VENDOR at the folder that holds rp2-toolchain-src.tar.xz and SHA256SUMS." >&2; exit 2
 
-# The ARM cross-compiler: Debian's packages, installed here when missing (as root).
+# The ARM cross-compiler: Debian's packages, installed here when missing (as root, with
+# apt-get; TOOLCHAIN_INSTALL=no only says what to run).
+TOOLCHAIN_INSTALL ?= auto
 toolchain:
 	@command -v $(ARM_GCC) >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$(TOOLCHAIN_INSTALL)" != no ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "make: installing the ARM toolchain ($(TOOLCHAIN_PACKAGES))"; \
 	    (apt-get install -y -q $(TOOLCHAIN_PACKAGES) || { apt-get update -q && apt-get install -y -q $(TOOLCHAIN_PACKAGES); }) >/dev/null \
 	      || { echo "make: installing $(TOOLCHAIN_PACKAGES) failed" >&2; exit 2; }; \
@@ -123,7 +125,8 @@ $(MPY_CROSS): $(SRC_STAMP)
 # rather than this repository's commit, which git would find above build/src. CMAKE_ARGS
 # goes in the environment: on the command line it would replace the port's own
 # `CMAKE_ARGS += -DMICROPY_BOARD=...` and every board would build as the plain Pico.
-$(UF2): $(FW_SOURCES) $(PICOTOOL_STAMP) $(MPY_CROSS) | toolchain
+$(UF2): $(FW_SOURCES) $(PICOTOOL_STAMP) $(MPY_CROSS)
+	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) toolchain
 	rm -f $@
 	mkdir -p $(FW)
 	GIT_CEILING_DIRECTORIES=$(abspath $(SRC)) MICROPY_MPYCROSS=$(abspath $(MPY_CROSS)) \

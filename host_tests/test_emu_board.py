@@ -3,7 +3,10 @@
 # and the ULN2003's half-step phases, each turning the head model into rotor pulses that
 # the pin IRQ counts; and the same stroke path run under micropython.heap_lock(), where
 # any allocation raises.
-from emukit import STEPS_PER_STROKE, bench  # noqa: F401
+import emukit
+from emukit import STEPS_PER_STROKE
+
+bench = emukit.bench  # the fixture
 
 NS_PER_MS = 1000000
 STEP_PIN = 2

@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
-from emukit import SERVICE_NOTICE, UID, bench, hello, wait_for  # noqa: F401
+import emukit
+from emukit import SERVICE_NOTICE, UID, hello, wait_for
 from tools.keystore import KeyStore
 from tools.link import Link
+
+bench = emukit.bench  # the fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

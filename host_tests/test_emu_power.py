@@ -8,10 +8,12 @@ import json
 import random
 import time
 
-from emukit import bench, hello, wait_for  # noqa: F401
+import emukit
+from emukit import hello, wait_for
 from pump.auth import CLINICIAN, PATIENT
-
 from test_emu_pump import FAST
+
+bench = emukit.bench  # the fixture
 
 SEED = 20261206
 TRIALS = 6

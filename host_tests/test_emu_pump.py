@@ -4,7 +4,10 @@
 # faults reach the pump only through its pins and ADC inputs, as on a bench: occlusion
 # through the pressure input, a stalled rotor, the supply on ADC3, a hung loop that only
 # the hardware watchdog gets out of.
-from emukit import SLOW, STEPS_PER_STROKE, STROKE_NL, alarm_codes, bench, wait_for  # noqa: F401
+import emukit
+from emukit import STEPS_PER_STROKE, STROKE_NL, alarm_codes, wait_for
+
+bench = emukit.bench  # the fixture
 
 # The head's top rate on the Pico's config: 4 mL/day, a stroke every 5.4 s
 FAST = {"drug": "baclofen", "conc_ug_per_ml": 50, "dose_ug_per_day": 200}
