@@ -69,21 +69,20 @@ class Board:
         # where the annunciator's pattern changes an output (its 125 ms slots): a quiet
         # pump sleeps the whole wait in one WFE, which costs the CPU (and an emulator's
         # clock) nothing, instead of waking every few ms to look at an idle LED.
+        # Kept to a few locals: a MicroPython frame over 11 words is heap-allocated.
         if timeout_ms > self._wait_max_ms:
             timeout_ms = self._wait_max_ms
-        ticks_ms = self.ticks_ms
-        ann = self.annunciator
-        t0 = now = ticks_ms()
+        t0 = now = self.ticks_ms()
         left = timeout_ms
         while True:
-            ann.tick(now)
-            step = ann.wake_in_ms(now)
+            self.annunciator.tick(now)
+            step = self.annunciator.wake_in_ms(now)
             if step < 0 or step > left:
                 step = left
             if self._link_wait(step):
                 return
-            now = ticks_ms()
+            now = self.ticks_ms()
             left = timeout_ms - self._ticks_diff(now, t0)
             if left <= 0:
-                ann.tick(now)
+                self.annunciator.tick(now)
                 return
