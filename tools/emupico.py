@@ -183,6 +183,7 @@ class EmuPico:
         self.flash = os.path.abspath(self._flash_arg) if self._flash_arg else \
             os.path.join(self._scratch, "flash.bin")
         self.control_path = os.path.join(self._scratch, "control")
+        os.makedirs(os.path.dirname(self.flash), exist_ok=True)
         self.uid = self.uid or _flash_uid(self.flash)
         _live.add(self)
         self._fw_master, self._fw_slave = os.openpty()
