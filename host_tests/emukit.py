@@ -34,7 +34,7 @@ def hello(link, timeout_s=30):
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return link.hello(3)
+            return link.hello(1.5)
         except RequestTimeout:
             if time.monotonic() > deadline:
                 raise
