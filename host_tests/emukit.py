@@ -76,16 +76,16 @@ class Bench:
     def setup(self, program=SLOW, fill_nl=20000000):
         link = self.link
         hello(link)
-        link.command("clock", CLOCK, timeout_s=15)
-        link.command("fill", {"volume_nl": fill_nl, "conc_ug_per_ml": program["conc_ug_per_ml"]}, timeout_s=15)
-        link.command("program", program, timeout_s=15)
+        link.command("clock", CLOCK, timeout_s=60)
+        link.command("fill", {"volume_nl": fill_nl, "conc_ug_per_ml": program["conc_ug_per_ml"]}, timeout_s=60)
+        link.command("program", program, timeout_s=60)
         return self
 
     def world(self):
         return self.pico.status()["world"]
 
     def status(self):
-        return self.link.status(15)
+        return self.link.status(60)
 
     def close(self):
         if self.link is not None:

@@ -25,7 +25,9 @@ def tool(*args, timeout=180, stdin=None):
 
 
 def console(port, keys, *args, stdin=None):
-    return tool("tools.console", *args, "--port", port, "--keys", keys, stdin=stdin)
+    # --timeout: a command that writes the state costs the emulated chip tens of millions
+    # of cycles, which take the emulator seconds of wall time on a busy host
+    return tool("tools.console", *args, "--port", port, "--keys", keys, "--timeout", "60", stdin=stdin)
 
 
 def test_deploy_and_provision_into_the_emulated_pico_then_the_console_runs_it(bench, tmp_path):
@@ -66,7 +68,8 @@ def test_deploy_and_provision_into_the_emulated_pico_then_the_console_runs_it(be
     # keys bound to this chip's unique id, by the console's own provisioning (mpremote)
     keys = str(tmp_path / "keys")
     p.control("service", held=False)
-    rc, out, err = tool("tools.console", "provision", "--port", p.port, "--keys", keys, "--yes", "--json")
+    rc, out, err = tool("tools.console", "provision", "--port", p.port, "--keys", keys, "--yes", "--json",
+                        "--timeout", "60")
     assert rc == 0, out + err
     assert json.loads(out.splitlines()[-1])["dev"] == UID
     link = Link(p.port, keys=KeyStore(keys))
@@ -102,7 +105,7 @@ def test_console_emu_starts_an_emulated_pico_with_keys_and_a_program(tmp_path):
     from emukit import need_emulator
     need_emulator()
     rc, out, err = tool("tools.console", "status", "--emu", "--json", "--flash", str(tmp_path / "flash.bin"),
-                        "--program", "baclofen:500:300")
+                        "--program", "baclofen:500:300")  # --emu allows the emulator's pace
     assert rc == 0, out + err
     st = json.loads(out)
     assert st["drug"] == "baclofen" and st["dose_ug_per_day"] == 300 and st["state"] == "running"

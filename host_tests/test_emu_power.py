@@ -73,7 +73,7 @@ def test_power_cuts_during_delivery_commands_and_state_writes_lose_nothing(bench
             assert pump["ctr"][role] >= acked[role], "%s: %s counter went back: %r < %r" % (
                 what, role, pump["ctr"], acked)
         link.pump_ctr = dict(pump["ctr"])
-        st = wait_for(lambda: link.status(15), 30, "a status after the power-up")
+        st = wait_for(lambda: link.status(60), 90, "a status after the power-up")
         assert st["drug"] == "baclofen" and st["state"] == "running", (what, st["state"], st["stop_reason"])
         assert not any(a[0] == "storage_error" for a in st["alarms"]), (what, st["alarms"])
         assert pump["roles"] == ["clinician", "patient"], (what, pump)

@@ -22,7 +22,7 @@ def settled(b):
                 and st["strokes_confirmed"] == w["pulses"]:
             return st, w
         return None
-    return wait_for(look, 30, "no stroke under way")
+    return wait_for(look, 60, "no stroke under way")
 
 
 def test_a_blank_flash_formats_and_a_program_over_the_link_is_delivered_stroke_for_stroke(bench):
@@ -30,10 +30,10 @@ def test_a_blank_flash_formats_and_a_program_over_the_link_is_delivered_stroke_f
     b.start()
     st0 = b.pico.status()
     assert st0["flash"]["erases"] > 0 and st0["flash"]["pages"] > 0, "LittleFS formatted the blank flash"
-    hello = b.link.hello(15)
+    hello = emukit.hello(b.link)
     assert hello["dev"] == b.pico.dev and hello["roles"] == ["clinician", "patient"]
     b.link.command("alarm_settings", {"low_reservoir_nl": 2000000, "low_days": 2, "empty_floor_nl": 0},
-                   timeout_s=15)  # 20 mL at 4 mL/day lasts 5 days
+                   timeout_s=60)  # 20 mL at 4 mL/day lasts 5 days
     b.setup(FAST)
     start = b.pico.status()["emulated_s"]
     wait_for(lambda: b.world()["strokes"] >= 20, 60, "20 strokes at the top rate")
@@ -93,7 +93,7 @@ def test_a_loop_that_stops_feeding_the_watchdog_is_reset_and_the_restart_alarmed
     wait_for(lambda: len(b.pico.status()["boots"]) > boots, 60, "the watchdog reset")
     assert b.pico.status()["boots"][-1]["why"] == "watchdog"
     events = []
-    st = wait_for(lambda: "watchdog_reset" in alarm_codes(b.link.status(15)) and b.link.status(15), 60,
+    st = wait_for(lambda: "watchdog_reset" in alarm_codes(b.link.status(60)) and b.link.status(60), 120,
                   "the watchdog_reset alarm")
     assert st["state"] == "running" and st["drug"] == "baclofen", "the program survived the reset"
     events = b.link.log_export().records

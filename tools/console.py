@@ -38,6 +38,7 @@ REDRAW_MIN_S = 0.05  # at most 20 redraws a second, however fast frames come
 REDRAW_MAX_S = 0.5  # and at least two, so "last frame ... ago" keeps counting
 DRAIN_QUIET_S = 0.3  # after the firmware exits: read until the port is this long quiet
 KEY_CTRL_C = 3
+EMU_TIMEOUT_S = 60.0  # --emu: the least wait for a command's answer
 
 
 class Source:
@@ -73,6 +74,10 @@ class Source:
         # The emulated Pico: fresh keys onto its flash through its REPL, then a pump set
         # up over the link as a clinician would (when its flash holds no program yet).
         self.status_ms = None
+        # A command that writes the pump's state costs the emulated chip tens of millions of
+        # cycles: on a busy host the emulator needs seconds of wall time for what a Pico
+        # does in a fraction of one.
+        opts.timeout = max(getattr(opts, "timeout", 0) or 0, EMU_TIMEOUT_S)
         self.sim = emu = emu_from_options(opts)
         try:
             emu.open()

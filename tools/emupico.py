@@ -40,6 +40,9 @@ NODE_MODULES = os.path.join(ROOT, "node_modules", "rp2040js")
 NODE_MAJOR_MIN = 18  # rp2040js 1.4.1's engines field
 STOP_GRACE_S = 2.0
 READY_TIMEOUT_S = 20.0
+# The longest wait for a command's answer: one that writes the pump's state costs the
+# emulated chip tens of millions of cycles, seconds of wall time on a busy host.
+EMU_COMMAND_S = 60.0
 KEYS_PATH = "/data/keys"  # boards/pico/config.py STORAGE_DIR + the keys file
 
 _live: "weakref.WeakSet[EmuPico]" = weakref.WeakSet()
@@ -458,15 +461,15 @@ def setup_therapy(link: Any, program: str, fill_ml: int, clock: str) -> bool:
     # wall clock, the first fill, the program. Nothing when it already has a program (a
     # kept flash). Returns whether it set one up.
     from tools.simpico import parse_clock, parse_program
-    status = link.status(10.0)
+    status = link.status(EMU_COMMAND_S)
     if status.get("drug"):
         return False
     drug, conc, dose = parse_program(program)
     day, ms = parse_clock(clock)
-    link.command("clock", {"day": day, "ms": ms}, timeout_s=10.0)
+    link.command("clock", {"day": day, "ms": ms}, timeout_s=EMU_COMMAND_S)
     if fill_ml:
-        link.command("fill", {"volume_nl": fill_ml * 1000000, "conc_ug_per_ml": conc}, timeout_s=10.0)
-    link.command("program", {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose}, timeout_s=10.0)
+        link.command("fill", {"volume_nl": fill_ml * 1000000, "conc_ug_per_ml": conc}, timeout_s=EMU_COMMAND_S)
+    link.command("program", {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose}, timeout_s=EMU_COMMAND_S)
     return True
 
 
