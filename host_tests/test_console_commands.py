@@ -334,7 +334,7 @@ def test_bad_command_lines_say_what_is_wrong(capsys):
     assert "give --dose-ug and --minutes" in usage_error(capsys, "bolus", "--port", "p", "--dose-ug", "5")
     assert "--patient takes no" in usage_error(capsys, "bolus", "--port", "p", "--patient", "--minutes", "5")
     assert "1..15" in usage_error(capsys, "silence", "--port", "p", "--minutes", "16")
-    assert "one of the arguments --port --sim is required" in usage_error(capsys, "ack")
+    assert "one of the arguments --port --sim --emu is required" in usage_error(capsys, "ack")
     assert "--roles" in usage_error(capsys, "provision", "--port", "p", "--roles", "doctor")
     assert "invalid choice" in usage_error(capsys, "log", "export", "--format", "xml", "--port", "p")
 

@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from tools import vendor
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HEAP = "224k"
@@ -42,6 +44,10 @@ def image(tmp_path_factory):
             target = os.path.join(out, rel[:-3] + ".mpy")
             os.makedirs(os.path.dirname(target), exist_ok=True)
             subprocess.run([mpy_cross, "-s", rel, "-o", target, src], check=True)
+    # micropython-lib's modules the firmware requires, as the firmware image freezes them
+    for name in vendor.MPLIB_MODULES:
+        subprocess.run([mpy_cross, "-o", os.path.join(out, "firmware", name + ".mpy"),
+                        vendor.mplib_source(name)], check=True)
     shutil.copy(os.path.join(HERE, "mp_runner.py"), os.path.join(out, "host_tests", "mp_runner.py"))
     return str(out)
 

@@ -1,6 +1,7 @@
-# `make bench`: the project's figures, printed. Speed is a property of the machine, so it
-# is shown next to ratios that are not (simulated time per wall time, MicroPython vs
-# CPython). Nothing here asserts: a figure off target is printed as such.
+# `make bench`: the project's figures, printed (the emulated Pico's: tools/bench_emu.py).
+# Speed is a property of the machine, so it is shown next to ratios that are not
+# (simulated time per wall time, MicroPython vs CPython). Nothing here asserts: a figure
+# off target is printed as such.
 #   python -m tools.bench [--days 90] [--quick]
 # --quick: 10 simulated days, and fewer seeds for the alarm figures (tools/bench_alarms.py).
 import argparse
@@ -168,6 +169,10 @@ def main(argv=None):
     total, files = mpy_size()
     table("Firmware image compiled with mpy-cross (what tools/deploy.py copies)",
           ("measure", "bytes"), [("%d files" % files, "%d" % total)])
+
+    # the firmware image (make firmware) on the emulated RP2040
+    from tools import bench_emu
+    bench_emu.main(["--quick"] if opts.quick else [])
 
 
 if __name__ == "__main__":

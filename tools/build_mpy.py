@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 
+from tools import vendor
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "build", "pico")
 KEEP_SOURCE = ("main.py",)  # device paths shipped as .py
@@ -27,6 +29,10 @@ def sources():
                     "boards/pico/*.py"):
         for path in sorted(glob.glob(os.path.join(ROOT, pattern))):
             pairs.append((path, os.path.relpath(path, ROOT)))
+    # micropython-lib modules the firmware requires (frozen in the firmware image; here
+    # beside the pump's own modules, for a stock MicroPython and the unix port)
+    for name in vendor.MPLIB_MODULES:
+        pairs.append((vendor.mplib_source(name), name + ".py"))
     return [(src, dev.replace(os.sep, "/")) for src, dev in pairs]
 
 

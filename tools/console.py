@@ -30,7 +30,8 @@ from tools.dashboard import Dashboard, LinkHealth
 from tools.keystore import ENV_DIR, ROLES, KeyStore, KeyStoreError
 from tools.link import CommandError, Link, LinkClosed, RequestTimeout
 from tools.port import PortError, open_serial
-from tools.simpico import (SIM_ONLY_OPTIONS, SimPico, Stopped, add_sim_options, check_sim_options,
+from tools.emupico import EmuPico, check_emu_options, emu_from_options, setup_therapy
+from tools.simpico import (DEFAULT_PROGRAM, SIM_ONLY_OPTIONS, SimPico, Stopped, add_sim_options, check_sim_options,
                            raise_on_termination, report_exit, sim_from_options, sim_keys,
                            status_period_ms)
 
@@ -38,6 +39,7 @@ REDRAW_MIN_S = 0.05  # at most 20 redraws a second, however fast frames come
 REDRAW_MAX_S = 0.5  # and at least two, so "last frame ... ago" keeps counting
 DRAIN_QUIET_S = 0.3  # after the firmware exits: read until the port is this long quiet
 KEY_CTRL_C = 3
+EMU_TIMEOUT_S = 60.0  # --emu: the least wait for a command's answer
 SILENT_PROBE_S = 5.0  # watch: with no frame for this long, ask the pump for its status
 EXIT_INTERRUPTED = 130  # Ctrl-C after a command was sent: the pump may have acted on it
 
@@ -91,12 +93,14 @@ class Source:
     # other consoles (tools/session.py); a port some session already serves is used
     # through that session.
     def __init__(self, opts: argparse.Namespace, serve: bool = False) -> None:
-        self.sim: SimPico | None = None
+        self.sim: SimPico | EmuPico | None = None
         self.server: session.SessionServer | None = None
         self._serial: Any = None
         self._scratch_store: str | None = None
         self.shared = ""  # how the port is shared, for the title
-        if opts.sim:
+        if getattr(opts, "emu", False):
+            self._start_emu(opts, serve)
+        elif opts.sim:
             self.status_ms = opts.status_ms or status_period_ms(opts.speed)
             self.sim = sim_from_options(opts, self.status_ms)
             try:
@@ -125,6 +129,27 @@ class Source:
         if self.shared:
             self.title += "  " + self.shared
 
+    def _start_emu(self, opts: argparse.Namespace, serve: bool) -> None:
+        # The emulated Pico: fresh keys onto its flash through its REPL, then a pump set
+        # up over the link as a clinician would (when its flash holds no program yet).
+        self.status_ms = None
+        # A command that writes the pump's state costs the emulated chip tens of millions of
+        # cycles: on a busy host the emulator needs seconds of wall time for what a Pico
+        # does in a fraction of one.
+        opts.timeout = max(getattr(opts, "timeout", 0) or 0, EMU_TIMEOUT_S)
+        self.sim = emu = emu_from_options(opts)
+        try:
+            emu.open()
+            self.store, emu.keys = self._sim_keys(opts, emu)
+            self.port = emu.port
+            self.link = ConsoleLink(self.port, keys=self.store, transport=self._transport(serve))
+            emu.launch()
+            setup_therapy(self.link, opts.program or DEFAULT_PROGRAM, opts.fill_ml, opts.clock)
+        except BaseException:
+            self.close()
+            raise
+        self.title = "Emulated Pico %s on %s  (%s)" % (emu.dev, emu.port, os.path.relpath(emu.uf2))
+
     def _transport(self, serve: bool) -> Any:
         # None: tools.link opens the port (or the session serving it) itself
         if not serve:
@@ -139,7 +164,8 @@ class Source:
         self.shared = "(shared: other consoles can use --port %s)" % self.port
         return self.server.attach()
 
-    def _sim_keys(self, opts: argparse.Namespace, sim: SimPico) -> tuple[KeyStore, dict[str, bytes] | None]:
+    def _sim_keys(self, opts: argparse.Namespace,
+                  sim: SimPico | EmuPico) -> tuple[KeyStore, dict[str, bytes] | None]:
         # The simulated Pico gets keys in its flash before it boots, so every command
         # works on --sim. They are recorded in --keys DIR or $PUMP_KEYS_DIR when given
         # (and by `provision`, in the default store too); otherwise in a scratch store
@@ -153,7 +179,9 @@ class Source:
             self._scratch_store = tempfile.mkdtemp(prefix="pump-console-keys-")
             store = KeyStore(self._scratch_store)
         roles = commands.parse_roles(opts.roles) if provisioning else list(ROLES)
-        return store, sim_keys(store, sim, roles, keep=not provisioning)
+        # (an emulated Pico's flash file is not a folder of files: it gets fresh keys)
+        keep = not provisioning and isinstance(sim, SimPico)
+        return store, sim_keys(store, sim, roles, keep=keep)  # type: ignore[arg-type]
 
     def firmware_exited(self) -> bool:
         return self.sim is not None and self.sim.poll() is not None
@@ -474,9 +502,13 @@ def _add_where(p: argparse.ArgumentParser, sim_options: bool = True) -> None:
     where.add_argument("--port", metavar="PATH", help="serial port of a pump, e.g. /dev/ttyACM0")
     where.add_argument("--sim", action="store_true",
                        help="start the simulated Pico (with fresh keys) and use its port")
+    where.add_argument("--emu", action="store_true",
+                       help="start the emulated Pico: the firmware image on an emulated RP2040 "
+                            "(make firmware; docs/pico.md), with fresh keys, and use its port")
     _add_keys(p)
     if sim_options:
-        group = p.add_argument_group("simulated Pico (with --sim)")
+        group = p.add_argument_group("simulated Pico (with --sim; --emu takes --speed, --days, "
+                                     "--seed, --program, --fill-ml, --clock, --flash FILE)")
         add_sim_options(group)  # type: ignore[arg-type]
 
 
@@ -645,9 +677,13 @@ def check_options(ap: argparse.ArgumentParser, opts: argparse.Namespace,
             commands.parse_size(opts.size)
         except UserError as e:
             sub.error(str(e))
-    if getattr(opts, "sim", False):
+    if getattr(opts, "sim", False) or getattr(opts, "emu", False):
         check_sim_options(sub, opts)
-    elif getattr(opts, "port", None) and argv is not None:
+    if getattr(opts, "emu", False):
+        problem = check_emu_options(opts)
+        if problem:
+            sub.error(problem)
+    elif not getattr(opts, "sim", False) and getattr(opts, "port", None) and argv is not None:
         allowed = ("--days",) if opts.command == "watch" else ()
         for arg in argv:
             name = arg.split("=", 1)[0]

@@ -36,6 +36,16 @@ class Annunciator:
             self._cycle = 0
             self._start_ms = -1
 
+    def wake_in_ms(self, now_ms):
+        # ms until the next slot boundary, where an output may change; -1 while nothing
+        # shows and nothing will (both patterns off and both outputs off)
+        if not (self.led or self.tone or self._led_on or self._tone_on):
+            return -1
+        if self._start_ms < 0:
+            return 0
+        elapsed = (now_ms - self._start_ms) & self._mask_ms
+        return self._slot_ms - elapsed % self._slot_ms
+
     def tick(self, now_ms):
         if self._start_ms < 0:
             self._start_ms = now_ms

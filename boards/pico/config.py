@@ -79,7 +79,6 @@ ANNUNCIATOR_SLOT_MS = 125  # a pattern is 16 slots of this: one 2 s cycle (docs/
 # ---- loop, link, watchdog -------------------------------------------------------------------
 STATUS_PERIOD_MS = 10000
 WAIT_MAX_MS = 500  # the loop wakes at least this often: feeds the watchdog, polls the link
-WAIT_SLICE_MS = 20  # inside a wait, rotor pulses and the annunciator are looked at this often
 WATCHDOG_MAX_MS = 8388  # RP2040: 24-bit counter, 2 ticks per us (MicroPython machine.WDT)
 # RP2040 watchdog SCRATCH4 (WATCHDOG_BASE 0x40058000 + 0x1c, RP2040 datasheet, watchdog
 # registers). The pico-sdk's watchdog_enable() stores WATCHDOG_ENABLE_MAGIC there; the

@@ -4,11 +4,13 @@
 # The host's tools sign with the same functions (tools/keystore.py).
 #
 # Pure logic: keys come in as bytes from the shell (the `keys` file), time as the core's
-# signed ticks. MicroPython's hashlib has sha256 on the RP2040 and the unix port; its
-# objects have no copy(), so each MAC hashes the padded key again (two blocks: not a
-# hot path, a command at most every few hundred ms).
+# signed ticks. HMAC is the `hmac` module: CPython's own, and micropython-lib's on
+# MicroPython (frozen into the Pico's firmware by manifest.py's require(), beside the
+# modules on the unix port). MicroPython's hashes have no copy(), so each MAC hashes the
+# padded key again (two blocks: not a hot path, a command at most every few hundred ms).
 import binascii
 import hashlib
+import hmac
 
 from pump import ticks, wire
 
@@ -27,19 +29,9 @@ FAILURES_BEFORE_LOCKOUT = const(3)
 LOCKOUT_FIRST_MS = const(1000)
 LOCKOUT_MAX_MS = const(300000)
 
-_BLOCK = const(64)  # SHA-256's block size in bytes
-
-
 def hmac_sha256(key, msg):
-    # HMAC (RFC 2104) with SHA-256: H((K ^ opad) || H((K ^ ipad) || msg))
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
+    # HMAC (RFC 2104) with SHA-256
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 def message(dev, role, ctr, cmd, args):

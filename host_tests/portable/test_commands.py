@@ -40,6 +40,15 @@ def test_hmac_sha256_gives_rfc_4231s_test_vectors():
     assert auth.same(b"abc", b"abc") and not auth.same(b"abc", b"abd") and not auth.same(b"ab", b"abc")
 
 
+def test_hmac_is_micropython_libs_on_micropython():
+    # the module the Pico's firmware freezes (manifest.py), not a copy of ours
+    import sys
+    import hmac
+    if sys.implementation.name == "micropython":
+        assert hmac.__file__.endswith("hmac.mpy") and not hasattr(hmac, "compare_digest"), hmac.__file__
+    assert auth.hmac is hmac
+
+
 def test_read_only_commands_need_no_key_and_hello_tells_what_a_console_needs():
     h = Host(scratch_dir("cmd-hello"))
     r = result(h.send("hello"))

@@ -519,6 +519,30 @@ def test_wait_keeps_the_annunciator_going():
     assert led.rises - rises == 2, led.rises - rises
 
 
+def test_a_quiet_wait_is_one_sleep_and_a_pattern_wakes_only_at_its_slot_edges():
+    # Nothing to show: the whole wait is one sleep (one WFE on the Pico: no CPU, and an
+    # emulator skips it). With a pattern the LED changes exactly on its 125 ms slot edges.
+    b = make_board()
+    sleeps = []
+    wait = b.link.wait
+
+    def counting(ms):
+        sleeps.append(ms)
+        return wait(ms)
+    b._link_wait = counting
+    b.wait(500)
+    assert sleeps == [500], sleeps
+    del sleeps[:]
+    led = W.pin(25)
+    edges = []
+    led.listeners.append(lambda gpio, level: edges.append(W.now_us))
+    b.annunciator.set(0x0001, 0)  # 125 ms on, then off for the rest of the 2 s cycle
+    t0 = W.now_us
+    b.wait(500)
+    assert [e - t0 for e in edges] == [0, 125000], edges
+    assert sleeps == [125, 125, 125, 125], sleeps
+
+
 # ---- entry point ------------------------------------------------------------------------------
 
 class _Calls:
