@@ -61,13 +61,16 @@ class Bench:
         self.pico = EmuPico(flash=str(tmp_path / "flash.bin"), **options)
         self.link = None
 
-    def start(self, keys=True):
-        # power up with fresh keys on the flash (through the REPL in service mode)
+    def start(self, keys=True, attach=True):
+        # power up with fresh keys on the flash (through the REPL in service mode); attach:
+        # hold the port from before the boot (a port is one program's at a time: a test
+        # that hands it to mpremote or the console does not attach)
         p = self.pico
         p.open()
         if keys:
             p.keys = self.store.provision(p.dev)
-        self.link = Link(p.port, keys=self.store)
+        if attach:
+            self.link = Link(p.port, keys=self.store)
         p.launch()
         if p.service:
             p.wait_output(SERVICE_NOTICE)

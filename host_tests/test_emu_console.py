@@ -31,7 +31,7 @@ def console(port, keys, *args, stdin=None):
 
 
 def test_deploy_and_provision_into_the_emulated_pico_then_the_console_runs_it(bench, tmp_path):
-    b = bench(service=True).start(keys=False)
+    b = bench(service=True).start(keys=False, attach=False)
     p = b.pico
     p.control("service", held=False)  # the jumper comes off; it is only read at boot
     image = tmp_path / "image"

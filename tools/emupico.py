@@ -456,19 +456,20 @@ def check_emu_options(opts: argparse.Namespace) -> str | None:
     return None
 
 
-def setup_therapy(link: Any, program: str, fill_ml: int, clock: str) -> bool:
+def setup_therapy(link: Any, program: str, fill_ml: object, clock: str) -> bool:
     # A fresh pump set up as a clinician would, with signed commands over the link: the
     # wall clock, the first fill, the program. Nothing when it already has a program (a
-    # kept flash). Returns whether it set one up.
-    from tools.simpico import parse_clock, parse_program
+    # kept flash). Returns whether it set one up. fill_ml: --fill-ml as given (text).
+    from tools.simpico import parse_clock, parse_fill_ml, parse_program
     status = link.status(EMU_COMMAND_S)
     if status.get("drug"):
         return False
     drug, conc, dose = parse_program(program)
     day, ms = parse_clock(clock)
     link.command("clock", {"day": day, "ms": ms}, timeout_s=EMU_COMMAND_S)
-    if fill_ml:
-        link.command("fill", {"volume_nl": fill_ml * 1000000, "conc_ug_per_ml": conc}, timeout_s=EMU_COMMAND_S)
+    fill_nl = parse_fill_ml(fill_ml)
+    if fill_nl:
+        link.command("fill", {"volume_nl": fill_nl, "conc_ug_per_ml": conc}, timeout_s=EMU_COMMAND_S)
     link.command("program", {"drug": drug, "conc_ug_per_ml": conc, "dose_ug_per_day": dose}, timeout_s=EMU_COMMAND_S)
     return True
 
