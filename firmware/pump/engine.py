@@ -162,13 +162,15 @@ class Engine:
         self.silence_until = None  # signed ticks a silence ends (None: not silenced)
         self.stall_retries = STALL_RETRIES
         self.misses = 0  # the missed-pulse count (MISS_WEIGHT)
-        self.occlusions = []  # signed ticks of the occlusion alarms of the last hour
+        # minutes of uptime (up_min()) of the occlusion alarms of the last hour: uptime,
+        # not ticks, whose differences only hold for 6.2 days
+        self.occlusions = []
         self.low_nl = 2000000  # low-reservoir alarm at this volume (implantables: 1-3 mL)
         self.low_days = 7  # ... and when the worst-case projection reaches the floor this soon
         self.floor_nl = 0  # empty: below this the pump stops (0: when not a stroke is left)
         self.days_to_low = -1  # worst-case projection, whole days (-1: beyond the horizon)
         self.days_to_empty = -1
-        self.stopped_at = None  # signed ticks delivery stopped for an alarm (None: not stopped)
+        self.stopped_at = None  # [up_day, up_ms] delivery stopped at for an alarm (None: not stopped)
         self.stopped_wall = None  # (weekday, ms) of the wall clock then
         self._annunciation = A.QUIET
         self._withholding = False  # in an episode of strokes withheld by the 24 h limit
@@ -600,7 +602,7 @@ class Engine:
         self._event("state", {"state": want, "reason": reason})
         if want == STOPPED:
             if self.stopped_at is None:
-                self.stopped_at = self.now
+                self.stopped_at = [self.up_day, self.up_ms]
                 self.stopped_wall = self._wall_at(self.now) if self.clock.valid else (0, 0)
             if self.sample_at is None:
                 # the pressure keeps being read, so a cleared occlusion is seen (also
@@ -627,7 +629,8 @@ class Engine:
         # Delivery resumes at the programmed rate from now: what the schedule programmed
         # while the pump was stopped is not made up (no catch-up burst, IEC 60601-2-24's
         # unintended bolus), and is logged.
-        stopped_ms = ticks.diff(self.now, self.stopped_at)
+        # (uptime, not ticks: a stop can outlast the 6.2 days a tick difference holds)
+        stopped_ms = (self.up_day - self.stopped_at[0]) * DAY_MS + self.up_ms - self.stopped_at[1]
         p = self.program
         missed_ng = -1
         if p is not None:
@@ -713,10 +716,18 @@ class Engine:
 
     def _occlusion_count(self):
         # a new occlusion alarm: counted with those of the last hour
+        self._occlusions_recent()
+        self.occlusions.append(self.up_min())
+
+    def _occlusions_recent(self):
         t = self.occlusions
-        while t and ticks.diff(self.now, t[0]) >= OCCLUSION_REPEAT_MS:
+        while t and self.up_min() - t[0] >= OCCLUSION_REPEAT_MS // 60000:
             t.pop(0)
-        t.append(self.now)
+        return t
+
+    def up_min(self):
+        # minutes since power-up: small for two thousand years
+        return self.up_day * 1440 + self.up_ms // 60000
 
     def _clock_check(self):
         c = self.clock

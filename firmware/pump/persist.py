@@ -166,9 +166,10 @@ class Persistence:
                   1 if self.occl.have_baseline else 0, self.occl.baseline, self.misses,
                   ticks.diff(self.titration[1], self.now) if self.titration is not None else -1,
                   self.window.pg, reserved))
-        out.raw(b',"occlusions":[')
-        self._write_agos(out, self.occlusions)
-        out.raw(b'],"patient":[')
+        out.raw(b',"occlusions":')
+        t = self._occlusions_recent()
+        out.ints([self.up_min() - m for m in t] if t else ())
+        out.raw(b',"patient":[')
         self._write_agos(out, self._patient_recent())
         out.raw(b'],"t":"counters","v":2,"window":')
         self.window.write_record(out, self._lease_ng())
@@ -270,7 +271,8 @@ class Persistence:
         self._restore_line(conc, n[16])
         self.window.restore(s["window"][1], s["window"][0])
         self.patient_times = [self._ago(ago) for ago in s["patient"]]
-        self.occlusions = [self._ago(ago) for ago in s["occlusions"]]
+        # (minutes ago: the uptime starts again at 0)
+        self.occlusions = [-ago for ago in s["occlusions"]]
         br = s["bridge"]
         if br is not None:
             # (the minutes it ran count from before the restart)

@@ -522,7 +522,9 @@ class TherapyOps:
             fields["reason"] = reason
         self._event("refused", fields)
         self.last_refusal = fields
-        if limit is not None:
+        if limit is not None and what != "patient_bolus":
+            # (a patient asking during the lockout, or past the day's cap, is the program
+            # working as set: logged, answered with the next allowed time, not an alarm)
             self._alarm_event_only(A.LIMIT, {"limit": limit, "what": what})
         self._plan()
         return reason

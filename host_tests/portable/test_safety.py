@@ -173,6 +173,11 @@ def test_a_flex_step_at_signed_tick_0_is_taken():
     assert abs(p.basal.strokes - 1100) <= 1, p.basal.strokes
 
 
+def _stop_tick(p):
+    # the signed tick delivery stopped at: the pressure is next read a minute after it
+    return ticks.sub(p.sample_at, 60000)
+
+
 def _stopped_by_occlusion(start=None):
     b, p = _running(start=start)
     b.advance(10 * STROKE_MS)
@@ -184,13 +189,13 @@ def _stopped_by_occlusion(start=None):
 
 def test_a_stop_at_any_tick_keeps_sampling_and_logs_its_resume():
     b, p = _stopped_by_occlusion()
-    offset = ticks.diff(p.stopped_at, ticks.from_board(b.start_ticks))
+    offset = ticks.diff(_stop_tick(p), ticks.from_board(b.start_ticks))
     for target in (0, -60000, ticks.HALF - 60000, -ticks.HALF):
         # the same run again, started so that the stop lands on `target` (one bench at
         # a time: the unix port's heap is the Pico's, less its flash)
         b = p = None
         b, p = _stopped_by_occlusion(_landing_start(offset, target))
-        assert p.stopped_at == target, (target, p.stopped_at)
+        assert _stop_tick(p) == target, (target, _stop_tick(p))
         b.advance(10 * MIN_MS)
         _open_line(b)
         b.advance(5 * MIN_MS)
@@ -391,3 +396,51 @@ def test_missed_rotor_pulses_neither_over_deliver_nor_go_unnoticed():
     assert turned <= programmed + 1, (turned, programmed)
     assert A.ROTOR in _active(p), _active(p)
     assert p.state == "running"
+
+
+# ---- times longer than the tick counter can tell apart ------------------------------
+
+def test_a_flat_battery_at_power_up_is_alarmed_at_once():
+    b = Bench(make_pump(), keep=KEEP)
+    b.battery_mv = 3200  # below end of service
+    b.boot()
+    b.advance(1000)
+    assert A.END_OF_SERVICE in _active(b.pump)
+
+
+def test_a_stop_of_more_than_six_days_logs_its_true_length():
+    b, p = _running()
+    b.advance(10 * STROKE_MS)
+    _occlude_until_stopped(b, p)
+    b.advance(7 * DAY_MS)
+    _open_line(b)
+    b.advance(3 * MIN_MS)
+    assert p.state == "running"
+    resumed = [e for e in b.bodies("event", "resumed")]
+    b._collect()
+    got = resumed[-1] if resumed else None
+    assert got is not None and 7 * DAY_MS <= got["stopped_ms"] <= 7 * DAY_MS + 5 * MIN_MS, got
+    # and the dose it missed is a week's, not whatever a wrapped difference gives
+    assert 7 * 200000 - 1000 <= got["missed_ng"] <= 7 * 200000 + 1000, got
+
+
+def test_occlusions_a_week_old_do_not_count_toward_the_latch():
+    b, p = _running()
+    b.advance(10 * STROKE_MS)
+    for _ in range(2):  # two occlusions that clear by themselves
+        _occlude_until_stopped(b, p)
+        _open_line(b)
+        b.advance(3 * MIN_MS)
+    b.advance(6 * DAY_MS + 12 * HOUR_MS)  # past the tick counter's 6.2 days
+    _occlude_until_stopped(b, p)
+    _open_line(b)
+    b.advance(3 * MIN_MS)
+    assert p.state == "running" and A.OCCLUSION not in _active(p)  # one in the hour: no latch
+
+
+def test_a_patient_bolus_refused_by_its_lockout_is_not_an_alarm():
+    b, p = _running(dict(BACLOFEN_500, patient_bolus=PATIENT))
+    assert p.patient_bolus(b.board_now) is None
+    b.advance(20 * MIN_MS)
+    assert p.patient_bolus(b.board_now) is not None  # in the lockout: refused, logged
+    assert A.LIMIT not in _active(p)
